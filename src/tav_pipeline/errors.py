@@ -1,0 +1,51 @@
+"""The project's one exception hierarchy.
+
+Library code raises these; per-video workflow steps catch :class:`BadVideoError` and write its
+``reason`` to the rejects table instead of failing the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TavError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(TavError):
+    """A configuration value is missing, unknown or inconsistent."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config key '{key}': {message}")
+        self.key = key
+
+
+class BadVideoError(TavError):
+    """A video cannot be used. ``reason`` is a short machine-readable tag for the rejects table.
+
+    Reasons used across the pipeline: ``missing_file``, ``unreadable``, ``no_video_stream``,
+    ``zero_frames``, ``one_frame``, ``decode_error``, ``download_failed``, ``no_cut``,
+    ``window_too_short``, ``encode_failed``, ``validation_failed``.
+    """
+
+    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+        text = f"{path}: {reason}"
+        if detail:
+            text += f" ({detail})"
+        super().__init__(text)
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+
+
+class MissingAssetError(TavError):
+    """A model or data file the run needs is not on disk, and nothing may download it here."""
+
+    def __init__(self, path: str | Path, rule: str, hint: str = "") -> None:
+        text = f"missing asset {path}; the rule that provides it is '{rule}'"
+        if hint:
+            text += f". {hint}"
+        super().__init__(text)
+        self.path = str(path)
+        self.rule = rule
