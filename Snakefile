@@ -1,0 +1,25 @@
+# tav-pipeline: build the TAV dataset (Panda-70M -> two-scene clips -> per-scene captions ->
+# merged prompts) and reproduce the paper's post-training study. Rules in DAG order:
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/source.smk"
+include: "rules/sample.smk"
+include: "rules/cuts.smk"
+include: "rules/clips.smk"
+include: "rules/captions.smk"
+include: "rules/dataset.smk"
+
+
+rule all:
+    input:
+        R("tav.json"),
+        R("rejects.csv"),
+        R("sample_categories.csv"),
+    default_target: True

@@ -1,0 +1,55 @@
+# Clips around the first cut, their validation, and the rejects table.
+
+
+rule extract_clip:
+    input:
+        cuts=R("cuts/{video}.json"),
+    output:
+        clip=R("clips/{video}.mp4"),
+        meta=R("clips/{video}.json"),
+    params:
+        clips=config["clips"],
+    threads: 2
+    log:
+        log_path("extract_clip", "{video}"),
+    benchmark:
+        R("benchmarks/extract_clip/{video}.tsv")
+    conda:
+        f"{ENVS}/video.yaml"
+    script:
+        "../scripts/extract_clip.py"
+
+
+rule validate_clip:
+    input:
+        clip=R("clips/{video}.mp4"),
+        meta=R("clips/{video}.json"),
+    output:
+        R("validation/{video}.json"),
+    params:
+        validation=config["validation"],
+        cuts=config["cuts"],
+    log:
+        log_path("validate_clip", "{video}"),
+    conda:
+        f"{ENVS}/video.yaml"
+    script:
+        "../scripts/validate_clip.py"
+
+
+rule collect_rejects:
+    input:
+        fetched=lambda wc: per_video(R("videos/{video}.json"), sampled_videos()),
+        cuts=lambda wc: per_video(R("cuts/{video}.json"), sampled_videos()),
+        validation=lambda wc: per_video(R("validation/{video}.json"), clip_videos()),
+    output:
+        rejects=report(R("rejects.csv"), caption="report/rejects.rst", category="Data"),
+        failures=R("fetch_failures.csv"),
+    params:
+        clips=config["clips"],
+    log:
+        log_path("collect_rejects"),
+    conda:
+        f"{ENVS}/video.yaml"
+    script:
+        "../scripts/collect_rejects.py"

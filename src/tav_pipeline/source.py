@@ -1,0 +1,770 @@
+"""Panda-70M validation metadata and the source videos it points to.
+
+The metadata CSV has one row per source video. Its list cells are Python literals, e.g.::
+
+    videoID,url,timestamp,caption,matching_score,desirable_filtering,shot_boundary_detection
+    -2yHu5qgTzM,https://www.youtube.com/watch?v=-2yHu5qgTzM,"[['0:01:20.880', '0:01:23.983'], ...]",
+        "['A neuron in a black background.', ...]","[0.4514, ...]","['desirable', ...]",
+        "[[['0:00:00.000', '0:00:03.069']], ...]"
+
+``timestamp`` lists the annotated clips (start, end) in the source video; ``caption``,
+``matching_score`` and ``desirable_filtering`` give one value per clip; ``shot_boundary_detection``
+gives, per clip, the shots inside it (times relative to the clip start). The first public release
+of the validation CSV had only the first five columns, so the last two are optional here.
+
+A video is fetched from a local folder when it is there, else downloaded with yt-dlp (Python API,
+no shell). A failed fetch never raises: it returns a :class:`FetchRecord` whose ``reason`` goes to
+the failures table.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from tav_pipeline.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("videoID", "url", "timestamp", "caption", "matching_score")
+"""Columns every Panda-70M metadata CSV has."""
+OPTIONAL_COLUMNS: tuple[str, ...] = ("desirable_filtering", "shot_boundary_detection")
+"""Columns of the later release of the CSVs; filled with empty per-clip lists when absent."""
+DERIVED_COLUMNS: tuple[str, ...] = ("video", "text", "span_start", "span_end")
+"""Columns :func:`read_metadata` adds."""
+
+LOCAL_EXTENSIONS: tuple[str, ...] = ("mp4", "mkv", "webm", "mov", "avi")
+"""Extensions looked for in :attr:`SourceConfig.video_dir`, in this order."""
+
+DEFAULT_YTDLP_FORMAT = (
+    "wv*[height>=360][ext=mp4]+ba[ext=m4a]/w[height>=360][ext=mp4]/bv*[ext=mp4]+ba[ext=m4a]/b[ext=mp4]/b"
+)
+"""Panda-70M's rule (its video2dataset ``YtDlpDownloader`` with ``download_size: 360``): the
+smallest mp4 at least 360 px high, then the best mp4, with m4a audio merged in (Panda-70M's
+README says its clips keep audio). The trailing ``/b`` (any format) is ours, so a source without
+any mp4 still downloads instead of failing."""
+
+FailureKind = Literal[
+    "private", "removed", "forbidden_403", "rate_limited_429", "geo_blocked", "network", "other"
+]
+FAILURE_KINDS: tuple[str, ...] = (
+    "private", "removed", "forbidden_403", "rate_limited_429", "geo_blocked", "network", "other"
+)
+RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limited_429", "network", "forbidden_403"})
+"""Failures worth another attempt (after a backoff sleep). YouTube's 403s are often an expired
+signed URL or a short IP block, so they are retried too."""
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_TIMESTAMP = re.compile(r"^\s*(\d+):([0-5]?\d):([0-5]?\d(?:\.\d*)?)\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_SOCKET_TIMEOUT_S = 30.0
+
+
+class MetadataError(ConfigError):
+    """The metadata CSV is malformed. Names the file, and where known the row and column.
+
+    ``row`` is the 1-based data row (the header is row 0).
+    """
+
+    def __init__(self, path: str | Path, message: str, *, row: int | None = None, column: str | None = None,
+                 video_id: str | None = None) -> None:
+        where = str(path)
+        if row is not None:
+            where += f", row {row}"
+            if video_id is not None:
+                where += f" (videoID {video_id!r})"
+        if column is not None:
+            where += f", column '{column}'"
+        super().__init__("metadata_csv", f"{where}: {message}")
+        self.path = str(path)
+        self.row = row
+        self.column = column
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata
+
+
+def timestamp_seconds(value: object) -> float:
+    """Convert a Panda-70M timestamp to seconds.
+
+    Arguments:
+        value: ``'H:MM:SS.mmm'`` (e.g. ``'0:01:20.880'``), or a non-negative number of seconds.
+
+    Returns:
+        Seconds as a float.
+
+    Raises:
+        ValueError: the value is neither.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a timestamp: {value!r}")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"not a timestamp: {value!r}")
+        return float(value)
+    if isinstance(value, str):
+        m = _TIMESTAMP.match(value)
+        if m:
+            return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + float(m.group(3))
+    raise ValueError(f"not a timestamp: {value!r}")
+
+
+def video_key(video_id: str) -> str:
+    """A file-name and Snakemake-wildcard safe key for a videoID.
+
+    Arguments:
+        video_id: the Panda-70M ``videoID`` (YouTube IDs are ``[A-Za-z0-9_-]{11}``).
+
+    Returns:
+        ``video_id`` itself when it matches ``^[A-Za-z0-9_-]+$``; otherwise a slug of it (runs of
+        other characters become ``_``, at most 40 characters) plus ``-`` plus the first 8 hex
+        digits of the SHA-1 of its UTF-8 bytes, so that distinct IDs give distinct keys.
+    """
+    if _SAFE_ID.match(video_id):
+        return video_id
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "_", video_id).strip("_-")[:40].strip("_-") or "video"
+    digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+def _literal(path: Path, row: int, video_id: str, column: str, cell: str) -> Any:
+    try:
+        return ast.literal_eval(cell)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as exc:
+        raise MetadataError(path, f"not a Python literal ({type(exc).__name__}): {cell[:80]!r}",
+                            row=row, column=column, video_id=video_id) from exc
+
+
+def _pairs(path: Path, row: int, video_id: str, column: str, value: Any) -> list[tuple[float, float]]:
+    """Parse a list of [start, end] timestamp pairs."""
+    if not isinstance(value, (list, tuple)):
+        raise MetadataError(path, f"expected a list of [start, end] pairs, got {type(value).__name__}",
+                            row=row, column=column, video_id=video_id)
+    out: list[tuple[float, float]] = []
+    for item in value:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise MetadataError(path, f"expected a [start, end] pair, got {item!r}",
+                                row=row, column=column, video_id=video_id)
+        try:
+            start, end = timestamp_seconds(item[0]), timestamp_seconds(item[1])
+        except ValueError as exc:
+            raise MetadataError(path, str(exc), row=row, column=column, video_id=video_id) from exc
+        if end < start:
+            raise MetadataError(path, f"clip ends before it starts: {item!r}",
+                                row=row, column=column, video_id=video_id)
+        out.append((start, end))
+    return out
+
+
+def _parse_row(path: Path, row: int, record: Mapping[str, str], has_optional: Mapping[str, bool]) -> dict[str, Any]:
+    video_id = record["videoID"]
+    if video_id == "":
+        raise MetadataError(path, "empty videoID", row=row, column="videoID")
+    url = record["url"].strip()
+    if not url:
+        raise MetadataError(path, "empty url", row=row, column="url", video_id=video_id)
+
+    def err(column: str, message: str) -> MetadataError:
+        return MetadataError(path, message, row=row, column=column, video_id=video_id)
+
+    clips = _pairs(path, row, video_id, "timestamp", _literal(path, row, video_id, "timestamp", record["timestamp"]))
+    if not clips:
+        raise err("timestamp", "no clips listed")
+    n = len(clips)
+
+    captions = _literal(path, row, video_id, "caption", record["caption"])
+    if not isinstance(captions, (list, tuple)) or not all(isinstance(c, str) for c in captions):
+        raise err("caption", "expected a list of strings")
+    scores = _literal(path, row, video_id, "matching_score", record["matching_score"])
+    if not isinstance(scores, (list, tuple)) or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) for s in scores
+    ):
+        raise err("matching_score", "expected a list of numbers")
+    lengths = {"caption": len(captions), "matching_score": len(scores)}
+
+    if has_optional["desirable_filtering"]:
+        desirable = _literal(path, row, video_id, "desirable_filtering", record["desirable_filtering"])
+        if not isinstance(desirable, (list, tuple)) or not all(isinstance(d, str) for d in desirable):
+            raise err("desirable_filtering", "expected a list of strings")
+        lengths["desirable_filtering"] = len(desirable)
+    else:
+        desirable = []
+    if has_optional["shot_boundary_detection"]:
+        shots_raw = _literal(path, row, video_id, "shot_boundary_detection", record["shot_boundary_detection"])
+        if not isinstance(shots_raw, (list, tuple)):
+            raise err("shot_boundary_detection", "expected a list (one list of shots per clip)")
+        shots = [_pairs(path, row, video_id, "shot_boundary_detection", s) for s in shots_raw]
+        lengths["shot_boundary_detection"] = len(shots)
+    else:
+        shots = []
+    for column, length in lengths.items():
+        if length != n:
+            raise err(column, f"{length} entries for {n} clips in 'timestamp'")
+
+    return {
+        "videoID": video_id,
+        "url": url,
+        "timestamp": clips,
+        "caption": [str(c) for c in captions],
+        "matching_score": [float(s) for s in scores],
+        "desirable_filtering": [str(d) for d in desirable],
+        "shot_boundary_detection": shots,
+        "video": video_key(video_id),
+        "text": " ".join(c.strip() for c in captions if c.strip()),
+        "span_start": min(s for s, _ in clips),
+        "span_end": max(e for _, e in clips),
+    }
+
+
+def read_metadata(csv_path: str | Path) -> pd.DataFrame:
+    """Read and validate a Panda-70M metadata CSV.
+
+    List cells are parsed with :func:`ast.literal_eval` (never ``eval``); timestamps become
+    seconds. Cells are read as text exactly as written (no NA conversion), so an ID such as
+    ``NA`` stays a string.
+
+    Arguments:
+        csv_path: the CSV (e.g. ``panda70m_validation.csv``).
+
+    Returns:
+        One row per source video, in file order, with the columns of :data:`REQUIRED_COLUMNS`
+        and :data:`OPTIONAL_COLUMNS` (``timestamp`` as a list of ``(start, end)`` seconds,
+        ``shot_boundary_detection`` as a list of such lists, times relative to each clip), plus
+        ``video`` (:func:`video_key`), ``text`` (the clip captions joined by spaces),
+        ``span_start`` (earliest clip start) and ``span_end`` (latest clip end), in seconds.
+
+    Raises:
+        MetadataError: (a :class:`ConfigError`) the file is missing or not CSV, a required column
+            is missing, a cell cannot be parsed, list lengths disagree, a videoID repeats, or two
+            IDs map to the same key.
+    """
+    path = Path(csv_path)
+    if not path.is_file():
+        raise MetadataError(path, "no such file")
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise MetadataError(path, f"cannot read as CSV: {str(exc).strip()}") from exc
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise MetadataError(path, f"missing column(s) {missing}; found {list(raw.columns)}")
+    has_optional = {c: c in raw.columns for c in OPTIONAL_COLUMNS}
+    absent = [c for c, present in has_optional.items() if not present]
+    if absent:
+        log.info("%s: no %s column(s) (first release of the CSV); filled with empty lists", path, absent)
+
+    rows: list[dict[str, Any]] = []
+    first_row: dict[str, int] = {}
+    for i, record in enumerate(raw.to_dict(orient="records"), start=1):
+        parsed = _parse_row(path, i, {k: str(v) for k, v in record.items()}, has_optional)
+        vid = parsed["videoID"]
+        if vid in first_row:
+            raise MetadataError(path, f"duplicate videoID, first seen in row {first_row[vid]}",
+                                row=i, column="videoID", video_id=vid)
+        first_row[vid] = i
+        rows.append(parsed)
+
+    columns = [*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, *DERIVED_COLUMNS]
+    df = pd.DataFrame(rows, columns=columns)
+    keys = df["video"]
+    if keys.duplicated().any():
+        dup = str(keys[keys.duplicated()].iloc[0])
+        ids = df.loc[keys == dup, "videoID"].tolist()
+        raise MetadataError(path, f"videoIDs {ids} map to the same key {dup!r}", column="videoID")
+    folded = keys.str.casefold()
+    if folded.duplicated().any():
+        log.warning("%s: %d video keys differ only in case; they clash on case-insensitive file systems",
+                    path, int(folded.duplicated(keep=False).sum()))
+    log.info("%s: %d videos, %d clips", path, len(df), int(df["timestamp"].map(len).sum()))
+    return df
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and records
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where source videos come from."""
+
+    metadata_csv: str = ""
+    """Panda-70M metadata CSV."""
+    video_dir: str = ""
+    """Folder of already-downloaded videos named ``{videoID}.{ext}`` (or ``{video}.{ext}``), ext in
+    :data:`LOCAL_EXTENSIONS`; ``""`` for none. A local hit never downloads."""
+    download: bool = True
+    """Download with yt-dlp when the video is not found locally."""
+    span: Literal["annotated", "full"] = "annotated"
+    """``annotated``: download only ``[span_start - pad_seconds, span_end + pad_seconds]`` (the
+    annotated clips plus padding, so the 10 s window around a cut near a clip edge exists);
+    ``full``: the whole source video."""
+    pad_seconds: float = 5.0
+    ytdlp_format: str = DEFAULT_YTDLP_FORMAT
+    retries: int = 3
+    """Further attempts after a retryable failure (see :data:`RETRYABLE_KINDS`)."""
+    rate_limit_sleep: float = 10.0
+    """Seconds to sleep before the first retry; doubled before each further retry."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SourceConfig:
+        """Build from a config mapping.
+
+        Arguments:
+            data: keys are field names; missing keys keep their defaults.
+
+        Returns:
+            The config.
+
+        Raises:
+            ConfigError: unknown key, wrong type or out-of-range value.
+        """
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"source.{key}", f"unknown key; known keys: {sorted(known)}")
+        cfg = cls(**data)
+        for key in ("metadata_csv", "video_dir", "ytdlp_format", "span"):
+            if not isinstance(getattr(cfg, key), str):
+                raise ConfigError(f"source.{key}", f"must be a string, got {getattr(cfg, key)!r}")
+        if not isinstance(cfg.download, bool):
+            raise ConfigError("source.download", f"must be true or false, got {cfg.download!r}")
+        if cfg.span not in ("annotated", "full"):
+            raise ConfigError("source.span", f"must be 'annotated' or 'full', got {cfg.span!r}")
+        for key in ("pad_seconds", "rate_limit_sleep"):
+            value = getattr(cfg, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"source.{key}", f"must be a number >= 0, got {value!r}")
+        if isinstance(cfg.retries, bool) or not isinstance(cfg.retries, int) or cfg.retries < 0:
+            raise ConfigError("source.retries", f"must be an integer >= 0, got {cfg.retries!r}")
+        if not cfg.ytdlp_format.strip():
+            raise ConfigError("source.ytdlp_format", "must not be empty")
+        return cfg
+
+
+@dataclass
+class FetchRecord:
+    """The outcome of fetching one source video (one JSON file per video)."""
+
+    video: str
+    """Key from :func:`video_key`."""
+    video_id: str
+    status: Literal["ok", "failed"]
+    reason: str = ""
+    """``""`` when ok; ``not_found_locally`` or ``download_failed:<kind>`` (kind in
+    :data:`FAILURE_KINDS`)."""
+    detail: str = ""
+    """Human-readable detail (yt-dlp's message for a failed download)."""
+    path: str = ""
+    """The video file to use (``""`` when failed)."""
+    source: str = ""
+    """``local`` or ``download``: where the file came from, or for a failure the route tried."""
+    section_start: float = 0.0
+    """Seconds into the source video at which the file starts (0 for a full video). A time ``t`` in
+    the file is ``t + section_start`` in Panda-70M's timestamps."""
+    url: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def write(self, path: str | Path) -> None:
+        """Write as JSON.
+
+        Arguments:
+            path: destination file (parents are created).
+        """
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: str | Path) -> FetchRecord:
+        """Read a record written by :meth:`write`.
+
+        Arguments:
+            path: the JSON file.
+
+        Returns:
+            The record.
+        """
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+FAILURE_COLUMNS: tuple[str, ...] = ("video", "video_id", "url", "reason", "detail")
+
+
+def write_failures(records: Iterable[FetchRecord], csv_path: str | Path) -> pd.DataFrame:
+    """Write the failures table: one row per failed fetch, columns :data:`FAILURE_COLUMNS`.
+
+    Arguments:
+        records: fetch records (successful ones are skipped).
+        csv_path: destination CSV; written with a header even when nothing failed.
+
+    Returns:
+        The table that was written.
+    """
+    rows = [{c: getattr(r, c) for c in FAILURE_COLUMNS} for r in records if not r.ok]
+    table = pd.DataFrame(rows, columns=list(FAILURE_COLUMNS))
+    p = Path(csv_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(p, index=False)
+    if rows:
+        log.info("%d failed fetches: %s", len(rows), table["reason"].value_counts().to_dict())
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Error classification
+
+
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("private", re.compile(r"private video|video is private|members[- ]only|join this channel", re.I)),
+    ("geo_blocked", re.compile(
+        r"not available in your country|not made this video available in your country|"
+        r"not available from your location|geo[- ]?restrict|blocked it in your country", re.I)),
+    ("rate_limited_429", re.compile(
+        r"http error 429|too many requests|confirm you.?re not a bot|rate.?limit|"
+        r"content isn.?t available, try again later", re.I)),
+    ("removed", re.compile(
+        r"video unavailable|video is unavailable|has been removed|no longer available|"
+        r"account associated with this video has been terminated|copyright claim|"
+        r"terms of service|this video does not exist|http error 404|http error 410", re.I)),
+    ("forbidden_403", re.compile(r"http error 403|forbidden|confirm your age|age.?restricted|inappropriate for some users", re.I)),
+    ("network", re.compile(
+        r"timed out|timeout|temporary failure in name resolution|name or service not known|"
+        r"failed to resolve|getaddrinfo|connection (?:refused|reset|aborted)|network is unreachable|"
+        r"no route to host|remote end closed|incompleteread|incomplete data|unable to connect|"
+        r"transporterror|\bssl\b|http error 5\d\d|urlopen error", re.I)),
+)
+
+
+def classify_download_error(message: str) -> str:
+    """Classify a yt-dlp error message.
+
+    Arguments:
+        message: the text of yt-dlp's exception (e.g. ``"ERROR: [youtube] abc: Private video. ..."``).
+
+    Returns:
+        One of :data:`FAILURE_KINDS`. Checked in this order, first match wins: ``private``
+        (private or members-only), ``geo_blocked``, ``rate_limited_429`` (429, YouTube's bot check
+        and its "try again later" session limit), ``removed`` (unavailable, removed, terminated,
+        404/410), ``forbidden_403`` (403, age gate), ``network`` (DNS, timeouts, resets, 5xx);
+        else ``other``.
+    """
+    for kind, pattern in _PATTERNS:
+        if pattern.search(message):
+            return kind
+    return "other"
+
+
+def _error_text(exc: BaseException) -> str:
+    text = _ANSI.sub("", str(exc)).strip()
+    cause = getattr(exc, "exc_info", None)
+    if cause and len(cause) > 1 and cause[1] is not None and str(cause[1]) not in text:
+        text += f" ({_ANSI.sub('', str(cause[1])).strip()})"
+    if text.startswith("ERROR: "):
+        text = text[len("ERROR: "):]
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# yt-dlp
+
+
+Downloader = Callable[[str, dict[str, Any]], Mapping[str, Any] | None]
+"""Downloads ``url`` with the given yt-dlp parameters and returns yt-dlp's info dict (or None);
+raises on failure. :func:`ytdlp_download` is the real one; tests inject fakes."""
+
+
+class _YtdlpLogger:
+    """Routes yt-dlp's messages to this module's logger instead of the terminal."""
+
+    def debug(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def info(self, msg: str) -> None:
+        log.debug("yt-dlp: %s", msg)
+
+    def warning(self, msg: str) -> None:
+        log.warning("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        # The same message is raised as DownloadError and recorded by fetch_video.
+        log.debug("yt-dlp: %s", msg)
+
+
+def ytdlp_options(cfg: SourceConfig, out_dir: str | Path, video: str, section: tuple[float, float] | None) -> dict[str, Any]:
+    """yt-dlp parameters for one download.
+
+    Arguments:
+        cfg: source settings (format).
+        out_dir: folder for the file, named ``{video}.{ext}``.
+        video: the video key.
+        section: ``(start, end)`` seconds to download (with keyframes forced at the cuts, so the
+            file starts at ``start``), or None for the whole video.
+
+    Returns:
+        The parameter dict for ``yt_dlp.YoutubeDL``.
+    """
+    folder = str(Path(out_dir)).replace("%", "%%")
+    opts: dict[str, Any] = {
+        "format": cfg.ytdlp_format,
+        "outtmpl": {"default": f"{folder}/{video}.%(ext)s"},
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
+        "noplaylist": True,
+        "overwrites": True,
+        "continuedl": False,
+        "ignoreerrors": False,
+        "socket_timeout": _SOCKET_TIMEOUT_S,
+        "logger": _YtdlpLogger(),
+        "color": {"stdout": "no_color", "stderr": "no_color"},
+    }
+    if section is not None:
+        from yt_dlp.utils import download_range_func
+
+        opts["download_ranges"] = download_range_func(None, [(float(section[0]), float(section[1]))])
+        opts["force_keyframes_at_cuts"] = True
+    return opts
+
+
+def ytdlp_download(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Download with the yt-dlp Python API.
+
+    Arguments:
+        url: video page or media URL. ``file:`` URLs are enabled for this call only.
+        params: ``yt_dlp.YoutubeDL`` parameters (see :func:`ytdlp_options`).
+
+    Returns:
+        yt-dlp's sanitized info dict (has ``requested_downloads[*].filepath``).
+
+    Raises:
+        yt_dlp.utils.DownloadError: (or another exception) when the download fails.
+    """
+    import yt_dlp
+
+    params = dict(params)
+    if url.startswith("file:"):
+        params["enable_file_urls"] = True
+    with yt_dlp.YoutubeDL(params) as ydl:
+        info = ydl.extract_info(url, download=True)
+        return dict(ydl.sanitize_info(info) or {})
+
+
+def fetch_info(url: str) -> dict[str, Any]:
+    """yt-dlp's metadata for a video without downloading it (title, duration, ``categories``...).
+
+    Arguments:
+        url: video page URL.
+
+    Returns:
+        The sanitized info dict.
+
+    Raises:
+        yt_dlp.utils.DownloadError: the video is unavailable or unreachable.
+    """
+    import yt_dlp
+
+    params: dict[str, Any] = {
+        "quiet": True, "skip_download": True, "noplaylist": True, "socket_timeout": _SOCKET_TIMEOUT_S,
+        "logger": _YtdlpLogger(), "color": {"stdout": "no_color", "stderr": "no_color"},
+    }
+    with yt_dlp.YoutubeDL(params) as ydl:
+        return dict(ydl.sanitize_info(ydl.extract_info(url, download=False)) or {})
+
+
+def youtube_category(info: Mapping[str, Any] | None) -> str:
+    """The YouTube category in a yt-dlp info dict.
+
+    Arguments:
+        info: yt-dlp info dict (its ``categories`` field is a list; YouTube gives one entry, e.g.
+            ``['Pets & Animals']``).
+
+    Returns:
+        The first non-empty category, stripped; ``""`` when there is none.
+    """
+    if not info:
+        return ""
+    cats = info.get("categories")
+    if isinstance(cats, str):
+        cats = [cats]
+    if isinstance(cats, (list, tuple)):
+        for c in cats:
+            if isinstance(c, str) and c.strip():
+                return c.strip()
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Fetching
+
+
+def find_local(video_id: str, video: str, video_dir: str | Path) -> Path | None:
+    """Look for an already-downloaded video.
+
+    Arguments:
+        video_id: the videoID (tried first: ``{videoID}.{ext}``).
+        video: its key (tried second, for IDs that are not valid file names).
+        video_dir: the folder; ``""`` means none.
+
+    Returns:
+        The first existing non-empty file over :data:`LOCAL_EXTENSIONS`, or None.
+    """
+    if not str(video_dir):
+        return None
+    folder = Path(video_dir)
+    names = [video_id] if video_id == video else [video_id, video]
+    for name in names:
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            continue
+        for ext in LOCAL_EXTENSIONS:
+            candidate = folder / f"{name}.{ext}"
+            try:
+                if candidate.is_file() and candidate.stat().st_size > 0:
+                    return candidate
+            except OSError:  # e.g. a name too long for the file system
+                continue
+    return None
+
+
+_VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".3gp", ".ts"}
+
+
+def _downloaded_file(info: Mapping[str, Any] | None, out_dir: Path, video: str) -> Path | None:
+    for item in (info or {}).get("requested_downloads") or []:
+        fp = item.get("filepath") if isinstance(item, Mapping) else None
+        if fp and Path(fp).is_file():
+            return Path(fp)
+    for ext in sorted(_VIDEO_SUFFIXES):
+        candidate = out_dir / f"{video}{ext}"
+        if candidate.is_file() and candidate.stat().st_size > 0:
+            return candidate
+    return None
+
+
+def _remove_partials(out_dir: Path, video: str) -> None:
+    """Delete yt-dlp's leftovers (``.part``, ``.ytdl``, per-format ``.fNNN.`` files) for one video."""
+    if not out_dir.is_dir():
+        return
+    for p in out_dir.iterdir():
+        name = p.name
+        if not name.startswith(video + "."):
+            continue
+        rest = name[len(video) + 1:]
+        if name.endswith((".part", ".ytdl", ".temp")) or ".part-Frag" in name or re.match(r"^f[\w-]+\.", rest) or rest.startswith("temp."):
+            p.unlink(missing_ok=True)
+
+
+def _get(row: Mapping[str, Any] | pd.Series, key: str, default: Any = None) -> Any:
+    try:
+        value = row[key]
+    except (KeyError, IndexError):
+        return default
+    return default if value is None else value
+
+
+def fetch_video(
+    row: Mapping[str, Any] | pd.Series,
+    cfg: SourceConfig,
+    out_dir: str | Path,
+    downloader: Downloader | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchRecord:
+    """Get one source video: from :attr:`SourceConfig.video_dir` if it is there, else download it.
+
+    Never raises for an unavailable video: the failure is returned as a record.
+
+    Arguments:
+        row: a metadata or sample row with ``videoID``, ``url``, ``span_start``, ``span_end`` and
+            optionally ``video`` (computed with :func:`video_key` when absent).
+        cfg: source settings.
+        out_dir: folder for downloads (file ``{video}.{ext}``).
+        downloader: replaces :func:`ytdlp_download` (tests).
+        sleep: replaces :func:`time.sleep` for the retry backoff (tests).
+
+    Returns:
+        The record. ``section_start`` is the source time at which the file starts.
+    """
+    video_id = str(_get(row, "videoID", ""))
+    video = str(_get(row, "video", "") or video_key(video_id))
+    url = str(_get(row, "url", ""))
+    base = {"video": video, "video_id": video_id, "url": url}
+
+    local = find_local(video_id, video, cfg.video_dir)
+    if local is not None:
+        log.info("%s: using local file %s", video, local)
+        return FetchRecord(**base, status="ok", path=str(local), source="local", section_start=0.0)
+    if not cfg.download:
+        where = f"no {video_id}.{{{','.join(LOCAL_EXTENSIONS)}}} in {cfg.video_dir}" if cfg.video_dir else "no video_dir set"
+        log.warning("%s: not found locally (%s) and downloads are off", video, where)
+        return FetchRecord(**base, status="failed", reason="not_found_locally",
+                           detail=f"{where}; download is off", source="local")
+    if not url:
+        return FetchRecord(**base, status="failed", reason="download_failed:other", detail="empty url",
+                           source="download")
+
+    section: tuple[float, float] | None = None
+    if cfg.span == "annotated":
+        start = float(_get(row, "span_start", 0.0))
+        end = float(_get(row, "span_end", 0.0))
+        if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
+            return FetchRecord(**base, status="failed", reason="download_failed:other",
+                               detail=f"bad annotated span {start}..{end}", source="download")
+        section = (max(0.0, start - cfg.pad_seconds), end + cfg.pad_seconds)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = ytdlp_options(cfg, out, video, section)
+    download = downloader or ytdlp_download
+    attempts = cfg.retries + 1
+    kind, detail = "other", ""
+    for attempt in range(attempts):
+        try:
+            info = download(url, params)
+        except Exception as exc:  # a failed download is data, not a crash
+            detail = _error_text(exc)
+            kind = classify_download_error(detail)
+            _remove_partials(out, video)
+            if kind in RETRYABLE_KINDS and attempt + 1 < attempts:
+                wait = cfg.rate_limit_sleep * (2 ** attempt)
+                log.warning("%s: attempt %d/%d failed (%s); retrying in %.0f s", video, attempt + 1,
+                            attempts, kind, wait)
+                sleep(wait)
+                continue
+            break
+        path = _downloaded_file(info, out, video)
+        if path is None:
+            kind, detail = "other", "the downloader reported success but wrote no video file"
+            break
+        section_start = 0.0
+        if section is not None:
+            got = next((d.get("section_start") for d in (info or {}).get("requested_downloads") or []
+                        if isinstance(d, Mapping) and d.get("section_start") is not None), None)
+            section_start = float(got) if got is not None else section[0]
+        log.info("%s: downloaded %s%s", video, path,
+                 f" (section {section[0]:.3f}-{section[1]:.3f} s)" if section else "")
+        return FetchRecord(**base, status="ok", path=str(path), source="download",
+                           section_start=section_start)
+    log.warning("%s: download failed (%s): %s", video, kind, detail[:300])
+    return FetchRecord(**base, status="failed", reason=f"download_failed:{kind}", detail=detail[:1000],
+                       source="download")

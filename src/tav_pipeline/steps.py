@@ -1,0 +1,142 @@
+"""File-level entry points, one per workflow rule.
+
+Each function takes paths and plain config dicts (as the rule's ``params`` hold them), turns the
+dicts into the stage's typed config, calls the stage module, and writes the rule's outputs.
+Per-video steps never raise on bad input: they write a record with ``status: rejected`` and a
+named ``reason``, which :func:`collect_rejects` gathers into the rejects table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, rejection
+from tav_pipeline.cuts import CutConfig, CutResult
+from tav_pipeline.errors import BadVideoError, MissingAssetError
+from tav_pipeline.validation import ValidationConfig, ValidationRecord, validate_clip
+
+log = logging.getLogger(__name__)
+
+
+def cut_config(cuts: dict[str, Any]) -> CutConfig:
+    """The paper detector's settings from the ``cuts:`` config section."""
+    return CutConfig.from_dict({k: v for k, v in cuts.items() if k not in ("mode", "robust")})
+
+
+def detect_cuts_step(fetched_json: str | Path, out_json: str | Path, cuts: dict[str, Any], video: str) -> CutResult:
+    """Rule ``detect_cuts``: one video's cut record (``status: rejected`` for unusable input)."""
+    from tav_pipeline import cuts as cuts_module
+
+    fetched = json.loads(Path(fetched_json).read_text())
+    path = fetched.get("path") or ""
+    mode = cuts.get("mode", "paper")
+    if fetched.get("status") != "ok":
+        error = BadVideoError(path or fetched.get("video_id", video), fetched.get("reason") or "download_failed", fetched.get("detail", ""))
+        result = CutResult.rejected(video, path, error, detector=mode)
+    else:
+        try:
+            if mode == "paper":
+                result = cuts_module.detect_cuts(path, cut_config(cuts), video=video, progress=True)
+            else:
+                result = cuts_module.detect(path, mode, cut_config(cuts), _robust_config(cuts), video=video, progress=True)
+        except BadVideoError as exc:
+            log.warning("rejected: %s", exc)
+            result = CutResult.rejected(video, path, exc, detector=mode)
+    result.write(out_json)
+    log.info("%s: %s, %d cut(s)", video, result.status, len(result.cuts))
+    return result
+
+
+def _robust_config(cuts: dict[str, Any]) -> Any:
+    from tav_pipeline.transitions import RobustConfig
+
+    return RobustConfig.from_dict(cuts.get("robust", {}))
+
+
+def extract_clip_step(cuts_json: str | Path, out_mp4: str | Path, out_json: str | Path, clips: dict[str, Any]) -> ClipRecord:
+    """Rule ``extract_clip``: the clip around the first cut and its sidecar."""
+    result = CutResult.read(cuts_json)
+    record = extract_clip(result, out_mp4, ClipConfig.from_dict(clips))
+    record.write(out_json)
+    log.info("%s: %.3f-%.3f s (%d frames), cut at clip frame %d, policy %s", record.video, record.start, record.end, record.frames, record.cut_frame_in_clip, record.policy)
+    return record
+
+
+def validate_clip_step(clip_json: str | Path, out_json: str | Path, validation: dict[str, Any], cuts: dict[str, Any]) -> ValidationRecord:
+    """Rule ``validate_clip``."""
+    record = ClipRecord.read(clip_json)
+    out = validate_clip(record, ValidationConfig.from_dict(validation), cut_config(cuts))
+    out.write(out_json)
+    log.info("%s: passed=%s max_diff=%.2f at frame %d", out.video, out.passed, out.max_diff, out.max_diff_frame)
+    return out
+
+
+REJECT_COLUMNS = ["video", "stage", "reason", "detail", "path"]
+
+
+def collect_rejects(
+    fetched: Sequence[str | Path],
+    cuts: Sequence[str | Path],
+    validation: Sequence[str | Path],
+    clips: dict[str, Any],
+    rejects_csv: str | Path,
+    failures_csv: str | Path,
+) -> pd.DataFrame:
+    """Rule ``collect_rejects``: every sampled video that did not become a clip, with the stage
+    and reason, plus the download failures table."""
+    clip_config = ClipConfig.from_dict(clips)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for path in fetched:
+        rec = json.loads(Path(path).read_text())
+        if rec.get("status") != "ok":
+            failures.append({k: rec.get(k, "") for k in ("video", "video_id", "url", "reason", "detail")})
+    for path in cuts:
+        result = CutResult.read(path)
+        if result.status != "ok":
+            rows.append({"video": result.video, "stage": "fetch_video" if _is_fetch_reason(result.reason) else "detect_cuts", "reason": result.reason, "detail": result.detail, "path": result.path})
+            continue
+        why = rejection(result, clip_config)
+        if why is not None:
+            rows.append({"video": result.video, "stage": "extract_clip", "reason": why[0], "detail": why[1], "path": result.path})
+    for path in validation:
+        v = ValidationRecord.read(path)
+        if not v.passed:
+            rows.append({"video": v.video, "stage": "validate_clip", "reason": v.reason or "validation_failed", "detail": f"max mean BGR absdiff {v.max_diff:.2f} (threshold {v.threshold})", "path": v.clip})
+    table = pd.DataFrame(rows, columns=REJECT_COLUMNS).sort_values(["video"], kind="stable")
+    Path(rejects_csv).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(rejects_csv, index=False)
+    pd.DataFrame(failures, columns=["video", "video_id", "url", "reason", "detail"]).to_csv(failures_csv, index=False)
+    log.info("%d rejected video(s), %d download failure(s)", len(table), len(failures))
+    return table
+
+
+def _is_fetch_reason(reason: str) -> bool:
+    return reason.startswith("download_failed") or reason == "not_found_locally"
+
+
+def fetch_metadata_step(out_csv: str | Path, url: str) -> None:
+    """Rule ``fetch_metadata``: download the Panda-70M validation CSV, or explain where it comes
+    from when no URL is configured or the network is unreachable."""
+    if not url:
+        raise MissingAssetError(
+            out_csv,
+            "fetch_metadata",
+            "Download Panda-70M's validation metadata CSV (panda70m_validation.csv, linked from the "
+            "Panda-70M repository's README) and place it there, or set source.metadata_url",
+        )
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310 - URL from config
+            data = response.read()
+    except OSError as exc:
+        raise MissingAssetError(out_csv, "fetch_metadata", f"download from {url} failed: {exc}") from exc
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_csv).write_bytes(data)

@@ -1,0 +1,148 @@
+"""Tiny randomly initialised models of the real classes, for tests and the offline demo.
+
+:func:`build_tiny_blip` writes a folder laid out exactly like a Salesforce
+``blip-image-captioning-*`` checkpoint (``config.json``, ``model.safetensors``,
+``generation_config.json``, ``processor_config.json``, tokenizer files), so
+``BlipForConditionalGeneration.from_pretrained(folder)`` and ``BlipProcessor.from_pretrained(folder)``
+load it with no network. Nothing is downloaded: the tokenizer is a WordPiece BERT tokenizer built from
+the small word list in this module.
+
+The captions it writes are random word salad, but they are deterministic (same seed, same files, same
+captions) and they depend on the image, which is what the caption stage's tests need.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+"""BERT's special tokens, in BERT's order (``[PAD]`` is id 0, as BLIP's ``pad_token_id`` expects)."""
+
+DECODER_TOKENS = ("[DEC]", "[ENC]")
+"""BLIP's two extra tokens, appended after the word list as in the real checkpoints: ``[DEC]`` is the
+text decoder's beginning-of-sequence token, ``[ENC]`` the text encoder's."""
+
+TINY_WORDS = """
+a an the of in on at with and to near by from over under behind next front top side
+man woman men women person people boy girl child children baby family group crowd couple
+dog dogs cat cats bird birds horse cow sheep fish mouse puppy animal animals
+car cars truck bus bike bicycle motorcycle boat ship train plane airplane road street
+house building tower bridge city town room kitchen table chair couch bed desk window door wall
+floor roof shelf box bag bottle cup bowl plate spoon fork knife glass food cake pizza bread
+fruit apple banana orange water river lake sea ocean beach sand rock rocks mountain hill
+field grass tree trees forest flower flowers garden park sky cloud clouds sun sunset night
+snow rain ice fire smoke light lights sign screen phone computer camera book books paper
+picture photo image painting drawing cartoon character doll toy ball game player team
+hat shirt dress suit tie jacket glasses hair face hand hands eyes head
+red blue green yellow black white brown gray pink purple orange dark bright small large
+big little long short tall old young new two three several many some other another
+sitting standing walking running flying riding driving holding playing talking looking
+eating drinking cooking swimming jumping dancing singing smiling wearing watching reading
+writing working sleeping lying laying carrying putting taking making getting being
+is are was there it this that his her their its up down out into through around
+close view top bottom middle background foreground blurry empty full covered filled
+stage news tv show video music band concert microphone guitar piano
+police shop store market restaurant bar office school church hospital street
+""".split()
+"""Plain English words of the kind BLIP captions use (a few hundred); duplicates are dropped."""
+
+
+def tiny_vocab() -> list[str]:
+    """The tiny tokenizer's vocabulary in id order: BERT specials, the word list, ``[DEC]``, ``[ENC]``.
+
+    Returns:
+        token strings; token ``i`` has id ``i``.
+    """
+    words: list[str] = []
+    seen: set[str] = set(SPECIAL_TOKENS) | set(DECODER_TOKENS)
+    for word in TINY_WORDS:
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    # Punctuation the decoder may need to detokenise (BERT splits it off as separate tokens).
+    for mark in (",", ".", ";", "'", "-"):
+        if mark not in seen:
+            seen.add(mark)
+            words.append(mark)
+    return [*SPECIAL_TOKENS, *words, *DECODER_TOKENS]
+
+
+def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write a tiny random BLIP captioning checkpoint (model + processor) to ``out_dir``.
+
+    Vision tower: 64x64 images, 16x16 patches, hidden size 32, 2 layers. Text decoder: hidden size 32,
+    2 layers, vocabulary :func:`tiny_vocab` (about 300 tokens). The weights are drawn with
+    ``initializer_range=0.2`` (BLIP's default of 1e-10 for the vision tower would make every image give
+    the same caption) under ``torch.manual_seed(seed)`` inside a forked RNG, so the global RNG is left
+    alone and the same seed always gives the same weights. About 0.35 MB on disk.
+
+    Arguments:
+        out_dir: folder to create (or overwrite files in).
+        seed: seed of the random initialisation.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+    """
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    vocab = tiny_vocab()
+    ids = {token: i for i, token in enumerate(vocab)}
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizer(
+        vocab=ids,
+        do_lower_case=True,
+        bos_token="[DEC]",
+        additional_special_tokens=["[ENC]"],
+        model_max_length=64,
+    )
+    image_size = 64
+    init = 0.2
+    config = BlipConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 64,
+            "bos_token_id": ids["[DEC]"],
+            "eos_token_id": ids["[SEP]"],
+            "sep_token_id": ids["[SEP]"],
+            "pad_token_id": ids["[PAD]"],
+            "initializer_range": init,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": 16,
+            "projection_dim": 32,
+            "initializer_range": init,
+        },
+        projection_dim=32,
+        image_text_hidden_size=32,
+        initializer_range=init,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = BlipForConditionalGeneration(config).eval()
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    log.info("tiny BLIP (seed %d, %d tokens) written to %s", seed, len(vocab), out)
+    return out

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import pytest
+
+from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, first_cut, plan_window, rejection
+from tav_pipeline.cuts import Cut, CutConfig, CutResult, detect_cuts
+from tav_pipeline.errors import BadVideoError, ConfigError
+from tav_pipeline.video import count_frames, probe
+
+FPS = 24.0
+
+
+def cut_at(frame: int) -> Cut:
+    return Cut(frame=frame, time=frame / FPS, score=50.0)
+
+
+@pytest.mark.parametrize(
+    ("policy", "cut", "total", "expected"),
+    [
+        ("paper", 240, 480, (120, 360)),  # 5 s each side
+        ("paper", 48, 480, (0, 168)),  # 2 s before: take what exists
+        ("paper", 440, 480, (320, 480)),  # 40 frames after
+        ("shift", 48, 480, (0, 240)),  # keeps 10 s, slides right
+        ("shift", 440, 480, (240, 480)),  # keeps 10 s, slides left
+        ("shift", 100, 180, (0, 180)),  # shorter video than the window: all of it
+        ("drop", 240, 480, (120, 360)),
+    ],
+)
+def test_plan_window(policy: str, cut: int, total: int, expected: tuple[int, int]) -> None:
+    w = plan_window(cut_at(cut), total, FPS, ClipConfig(edge_policy=policy))  # type: ignore[arg-type]
+    assert (w.start_frame, w.end_frame) == expected
+    assert w.cut_frame_in_clip == cut - expected[0]
+
+
+def test_paper_policy_records_shortfall() -> None:
+    w = plan_window(cut_at(48), 480, FPS, ClipConfig())
+    assert w.shortfall_before == pytest.approx(3.0)
+    assert w.shortfall_after == 0.0
+
+
+def test_drop_policy_rejects_short_side() -> None:
+    with pytest.raises(BadVideoError) as err:
+        plan_window(cut_at(48), 480, FPS, ClipConfig(edge_policy="drop"))
+    assert err.value.reason == "window_too_short"
+
+
+def test_min_side_rejects_cut_in_last_frames() -> None:
+    with pytest.raises(BadVideoError) as err:
+        plan_window(cut_at(470), 480, FPS, ClipConfig(edge_policy="shift"))
+    assert err.value.reason == "window_too_short"
+
+
+def test_config_rejects_unknown_keys_and_values() -> None:
+    with pytest.raises(ConfigError):
+        ClipConfig.from_dict({"lenght": 10})
+    with pytest.raises(ConfigError):
+        ClipConfig.from_dict({"edge_policy": "stretch"})
+    with pytest.raises(ConfigError):
+        ClipConfig.from_dict({"encoder": {"codec": "x"}})
+    assert ClipConfig.from_dict({"encoder": {"crf": 30}}).encoder.crf == 30
+
+
+def test_first_cut_only_and_no_cut() -> None:
+    result = CutResult(video="v", path="v.mp4", status="ok", fps=FPS, frame_count=480, cuts=[cut_at(100), cut_at(300)])
+    assert first_cut(result).frame == 100
+    empty = CutResult(video="v", path="v.mp4", status="ok", fps=FPS, frame_count=480)
+    assert rejection(empty, ClipConfig()) is not None
+    assert rejection(empty, ClipConfig())[0] == "no_cut"  # type: ignore[index]
+
+
+def test_extract_clip_is_frame_accurate(make_video, tmp_path) -> None:
+    src = make_video("clip_src", [("pattern", 7.0), ("fractal", 6.0)], audio=True)
+    result = detect_cuts(src, CutConfig())
+    assert [c.frame for c in result.cuts] == [168]
+    record = extract_clip(result, tmp_path / "clip.mp4", ClipConfig(encoder=ClipConfig().encoder.__class__(preset="ultrafast")))
+    assert record.frames == 240 and record.cut_frame_in_clip == 120
+    assert record.start == pytest.approx(2.0) and record.duration == pytest.approx(10.0)
+    info = probe(record.clip)
+    assert info.fps == pytest.approx(FPS) and info.has_audio
+    assert count_frames(record.clip) == 240
+    # the cut is exactly where the sidecar says
+    again = detect_cuts(record.clip, CutConfig())
+    assert [c.frame for c in again.cuts] == [record.cut_frame_in_clip]
+    record.write(tmp_path / "clip.json")
+    assert ClipRecord.read(tmp_path / "clip.json") == record
+
+
+def test_extract_clip_short_side_and_odd_size(make_video, tmp_path) -> None:
+    src = make_video("odd_src", [("sunset", 2.0), ("pattern", 4.0)], size=(161, 121), pix_fmt="yuv444p")
+    result = detect_cuts(src, CutConfig())
+    assert [c.frame for c in result.cuts] == [48]
+    record = extract_clip(result, tmp_path / "odd.mp4", ClipConfig())
+    assert (record.width, record.height) == (160, 120)  # cropped to even for 4:2:0
+    assert record.frames == 48 + 96 and record.cut_frame_in_clip == 48
+    assert record.shortfall_before == pytest.approx(3.0) and record.shortfall_after == pytest.approx(1.0)
+
+
+def test_file_names_with_spaces_and_quotes(make_video, tmp_path) -> None:
+    src = make_video("it's a \"quoted\" name; $(touch pwned)", [("red", 2.0), ("blue", 2.0)])
+    result = detect_cuts(src, CutConfig())
+    out = tmp_path / "out dir" / "it's \"x\".mp4"
+    record = extract_clip(result, out, ClipConfig())
+    assert out.exists() and record.frames == 96
+    assert not (tmp_path / "pwned").exists()
