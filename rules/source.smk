@@ -1,6 +1,9 @@
 # Source data: the Panda-70M metadata and videos, or the embedded demo corpus.
 
 
+ruleorder: build_demo_corpus > fetch_metadata
+
+
 rule build_demo_corpus:
     output:
         metadata=R("demo/panda70m_demo.csv"),

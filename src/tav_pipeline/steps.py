@@ -140,3 +140,29 @@ def fetch_metadata_step(out_csv: str | Path, url: str) -> None:
         raise MissingAssetError(out_csv, "fetch_metadata", f"download from {url} failed: {exc}") from exc
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     Path(out_csv).write_bytes(data)
+
+
+def sample_videos_step(metadata_csv: str | Path, sample: dict[str, Any], sample_csv: str | Path, shares_csv: str | Path) -> pd.DataFrame:
+    """Rule ``sample_videos``: the stratified sample and its category shares."""
+    from tav_pipeline.sample import SampleConfig, write_sample
+    from tav_pipeline.source import read_metadata
+
+    drawn, shares = write_sample(read_metadata(metadata_csv), SampleConfig.from_dict(sample), sample_csv, shares_csv)
+    log.info("sampled %d videos\n%s", len(drawn), shares.to_string(index=False))
+    return drawn
+
+
+def fetch_video_step(sample_csv: str | Path, video: str, source: dict[str, Any], out_json: str | Path) -> Any:
+    """Rule ``fetch_video``: find or download one sampled video; failures become a record."""
+    from tav_pipeline.sample import read_sample
+    from tav_pipeline.source import SourceConfig, fetch_video
+
+    table = read_sample(sample_csv)
+    rows = table[table["video"] == video]
+    if rows.empty:
+        raise KeyError(f"{video!r} is not in {sample_csv}")
+    settings = {k: v for k, v in source.items() if k != "metadata_url"}
+    record = fetch_video(rows.iloc[0], SourceConfig.from_dict(settings), Path(out_json).parent)
+    record.write(out_json)
+    log.info("%s: %s %s %s", video, record.status, record.reason, record.path)
+    return record
