@@ -82,7 +82,7 @@ DEFAULT_CATEGORIES: dict[str, tuple[str, ...]] = {
         "tutorial", "how to", "instructions", "step", "demonstrates", "demonstrating", "demonstration",
         "explains", "explaining", "lecture", "lesson", "teacher", "classroom", "student", "whiteboard",
         "blackboard", "diagram", "presentation", "slide", "screen", "computer", "laptop", "software",
-        "website", "app", "smartphone", "keyboard", "text", "tool", "repair", "unboxing", "makeup",
+        "website", "app", "phone", "smartphone", "keyboard", "text", "tool", "repair", "unboxing", "makeup",
     ),
     "news & TV": (
         "news", "newscast", "reporter", "journalist", "anchor", "news anchor", "broadcast", "television",
@@ -180,7 +180,9 @@ class SampleConfig:
             data["categories"] = _clean_categories(data["categories"])
         if "youtube_map" in data:
             ymap = data["youtube_map"]
-            if not isinstance(ymap, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ymap.items()):
+            if not isinstance(ymap, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in ymap.items()
+            ):
                 raise ConfigError("sample.youtube_map", "must map YouTube category names to category names")
             data["youtube_map"] = dict(ymap)
         if "youtube_column" in data and not isinstance(data["youtube_column"], str):
@@ -188,7 +190,7 @@ class SampleConfig:
         cfg = cls(**data)
         names = set(cfg.categories) | {OTHER}
         bad = sorted({v for v in cfg.youtube_map.values() if v not in names})
-        if bad:
+        if bad and cfg.stratify_by == "youtube":
             raise ConfigError("sample.youtube_map", f"maps to unknown categories {bad}; known: {sorted(names)}")
         return cfg
 
@@ -237,8 +239,9 @@ class KeywordClassifier:
             categories: name -> keywords, in tie-break order.
         """
         self.names = list(categories)
-        self._patterns: list[list[re.Pattern[str]]] = [
-            [self._compile(w) for w in words] for words in categories.values()
+        # (first word, pattern): the cheap substring test skips most regex searches
+        self._patterns: list[list[tuple[str, re.Pattern[str]]]] = [
+            [(w.lower().split()[0], self._compile(w)) for w in words] for words in categories.values()
         ]
 
     @staticmethod
@@ -253,8 +256,9 @@ class KeywordClassifier:
         Returns:
             Category name -> number of keyword hits.
         """
+        lower = text.lower()
         return {
-            name: sum(len(p.findall(text)) for p in patterns)
+            name: sum(len(p.findall(lower)) for needle, p in patterns if needle in lower)
             for name, patterns in zip(self.names, self._patterns, strict=True)
         }
 
@@ -401,7 +405,9 @@ def _check_population(df: pd.DataFrame, cfg: SampleConfig) -> None:
         log.warning("sample.size %d >= %d videos: taking them all", cfg.size, len(df))
 
 
-def stratified_sample(df: pd.DataFrame, cfg: SampleConfig, *, youtube_lookup: CategoryLookup | None = None) -> pd.DataFrame:
+def stratified_sample(
+    df: pd.DataFrame, cfg: SampleConfig, *, youtube_lookup: CategoryLookup | None = None
+) -> pd.DataFrame:
     """Draw the stratified sample.
 
     Allocation: :func:`allocate` over the categories of :func:`categorize`. Inside a category the

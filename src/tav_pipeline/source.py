@@ -20,6 +20,7 @@ the failures table.
 from __future__ import annotations
 
 import ast
+import csv
 import hashlib
 import json
 import logging
@@ -172,9 +173,7 @@ def _parse_row(path: Path, row: int, record: Mapping[str, str], has_optional: Ma
     video_id = record["videoID"]
     if video_id == "":
         raise MetadataError(path, "empty videoID", row=row, column="videoID")
-    url = record["url"].strip()
-    if not url:
-        raise MetadataError(path, "empty url", row=row, column="url", video_id=video_id)
+    url = record["url"].strip()  # may be empty: such a video can only come from video_dir
 
     def err(column: str, message: str) -> MetadataError:
         return MetadataError(path, message, row=row, column=column, video_id=video_id)
@@ -232,8 +231,9 @@ def read_metadata(csv_path: str | Path) -> pd.DataFrame:
     """Read and validate a Panda-70M metadata CSV.
 
     List cells are parsed with :func:`ast.literal_eval` (never ``eval``); timestamps become
-    seconds. Cells are read as text exactly as written (no NA conversion), so an ID such as
-    ``NA`` stays a string.
+    seconds. Cells are read with the :mod:`csv` module exactly as written (no NA conversion, no
+    index inference), so an ID such as ``NA`` stays a string and a row with an extra field is an
+    error rather than a silent column shift. Blank lines are skipped.
 
     Arguments:
         csv_path: the CSV (e.g. ``panda70m_validation.csv``).
@@ -254,21 +254,31 @@ def read_metadata(csv_path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise MetadataError(path, "no such file")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            table = list(csv.reader(fh, strict=True))
+    except (csv.Error, UnicodeDecodeError) as exc:
         raise MetadataError(path, f"cannot read as CSV: {str(exc).strip()}") from exc
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if not table:
+        raise MetadataError(path, "cannot read as CSV: the file is empty")
+    header, body = table[0], [r for r in table[1:] if r]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise MetadataError(path, f"repeated column(s) {repeated} in the header")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise MetadataError(path, f"missing column(s) {missing}; found {list(raw.columns)}")
-    has_optional = {c: c in raw.columns for c in OPTIONAL_COLUMNS}
+        raise MetadataError(path, f"missing column(s) {missing}; found {header}")
+    has_optional = {c: c in header for c in OPTIONAL_COLUMNS}
     absent = [c for c, present in has_optional.items() if not present]
     if absent:
         log.info("%s: no %s column(s) (first release of the CSV); filled with empty lists", path, absent)
 
     rows: list[dict[str, Any]] = []
     first_row: dict[str, int] = {}
-    for i, record in enumerate(raw.to_dict(orient="records"), start=1):
-        parsed = _parse_row(path, i, {k: str(v) for k, v in record.items()}, has_optional)
+    for i, cells in enumerate(body, start=1):
+        if len(cells) != len(header):
+            raise MetadataError(path, f"cannot read as CSV: {len(cells)} fields, the header has {len(header)}",
+                                row=i)
+        parsed = _parse_row(path, i, dict(zip(header, cells, strict=True)), has_optional)
         vid = parsed["videoID"]
         if vid in first_row:
             raise MetadataError(path, f"duplicate videoID, first seen in row {first_row[vid]}",
@@ -287,6 +297,9 @@ def read_metadata(csv_path: str | Path) -> pd.DataFrame:
     if folded.duplicated().any():
         log.warning("%s: %d video keys differ only in case; they clash on case-insensitive file systems",
                     path, int(folded.duplicated(keep=False).sum()))
+    no_url = int((df["url"] == "").sum())
+    if no_url:
+        log.warning("%s: %d videos have an empty url; they can only be found in video_dir", path, no_url)
     log.info("%s: %d videos, %d clips", path, len(df), int(df["timestamp"].map(len).sum()))
     return df
 
@@ -447,7 +460,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"video unavailable|video is unavailable|has been removed|no longer available|"
         r"account associated with this video has been terminated|copyright claim|"
         r"terms of service|this video does not exist|http error 404|http error 410", re.I)),
-    ("forbidden_403", re.compile(r"http error 403|forbidden|confirm your age|age.?restricted|inappropriate for some users", re.I)),
+    ("forbidden_403", re.compile(
+        r"http error 403|forbidden|confirm your age|age.?restricted|inappropriate for some users", re.I)),
     ("network", re.compile(
         r"timed out|timeout|temporary failure in name resolution|name or service not known|"
         r"failed to resolve|getaddrinfo|connection (?:refused|reset|aborted)|network is unreachable|"
@@ -511,7 +525,9 @@ class _YtdlpLogger:
         log.debug("yt-dlp: %s", msg)
 
 
-def ytdlp_options(cfg: SourceConfig, out_dir: str | Path, video: str, section: tuple[float, float] | None) -> dict[str, Any]:
+def ytdlp_options(
+    cfg: SourceConfig, out_dir: str | Path, video: str, section: tuple[float, float] | None
+) -> dict[str, Any]:
     """yt-dlp parameters for one download.
 
     Arguments:
@@ -670,7 +686,8 @@ def _remove_partials(out_dir: Path, video: str) -> None:
         if not name.startswith(video + "."):
             continue
         rest = name[len(video) + 1:]
-        if name.endswith((".part", ".ytdl", ".temp")) or ".part-Frag" in name or re.match(r"^f[\w-]+\.", rest) or rest.startswith("temp."):
+        leftover = name.endswith((".part", ".ytdl", ".temp")) or ".part-Frag" in name
+        if leftover or re.match(r"^f[\w-]+\.", rest) or rest.startswith("temp."):
             p.unlink(missing_ok=True)
 
 
@@ -708,14 +725,15 @@ def fetch_video(
     video_id = str(_get(row, "videoID", ""))
     video = str(_get(row, "video", "") or video_key(video_id))
     url = str(_get(row, "url", ""))
-    base = {"video": video, "video_id": video_id, "url": url}
+    base: dict[str, Any] = {"video": video, "video_id": video_id, "url": url}
 
     local = find_local(video_id, video, cfg.video_dir)
     if local is not None:
         log.info("%s: using local file %s", video, local)
         return FetchRecord(**base, status="ok", path=str(local), source="local", section_start=0.0)
     if not cfg.download:
-        where = f"no {video_id}.{{{','.join(LOCAL_EXTENSIONS)}}} in {cfg.video_dir}" if cfg.video_dir else "no video_dir set"
+        exts = ",".join(LOCAL_EXTENSIONS)
+        where = f"no {video_id}.{{{exts}}} in {cfg.video_dir}" if cfg.video_dir else "no video_dir set"
         log.warning("%s: not found locally (%s) and downloads are off", video, where)
         return FetchRecord(**base, status="failed", reason="not_found_locally",
                            detail=f"{where}; download is off", source="local")
