@@ -181,8 +181,10 @@ def extract_clip(result: CutResult, out_mp4: str | Path, config: ClipConfig = Cl
     """
     cut = first_cut(result)
     window = plan_window(cut, result.frame_count, result.fps, config, path=result.path)
-    # Frame times are PTS-based; the window starts at the planned frame's time.
-    start = max(0.0, cut.time - window.cut_frame_in_clip / window.fps)
+    # Cut times are PTS-based; the window's start is counted back from the cut in frames of the
+    # average rate (exact for constant frame rate; for variable frame rate the clip is re-timed
+    # to the average rate, and a window that starts at the first frame starts at 0 exactly).
+    start = 0.0 if window.start_frame == 0 else max(0.0, cut.time - window.cut_frame_in_clip / window.fps)
     argv = cut_clip(result.path, out_mp4, start=start, frames=window.frames, fps=window.fps, settings=config.encoder)
     info = probe(out_mp4)
     duration = window.frames / window.fps
