@@ -31,7 +31,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -39,9 +39,6 @@ from tqdm import tqdm
 
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, TavError
 from tav_pipeline.video import frames_at, seconds
-
-if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +149,7 @@ def choose_keyframes(frames: int, fps: float, cut_frame: int, cfg: KeyframeConfi
                 scene, b - a, (b - a) / fps, cfg.margin, index,
             )
         else:
-            target = a + int(math.floor(cfg.position * (b - a)))
+            target = a + math.floor(cfg.position * (b - a))
             index = min(max(target, lo), min(hi, b - 1))
             fallback = False
         chosen.append(Keyframe(scene, index, seconds(index / fps), a, b, fallback))
@@ -478,9 +475,6 @@ def load_captioner(cfg: CaptionConfig) -> Captioner:
             not in the local cache and cannot be downloaded. It names the model and the rule
             ``fetch_blip``.
     """
-    import torch
-    from transformers import BlipForConditionalGeneration, BlipProcessor
-
     local = cfg.is_local
     offline = cfg.local_files_only if cfg.local_files_only is not None else local
     hint = (
@@ -490,17 +484,28 @@ def load_captioner(cfg: CaptionConfig) -> Captioner:
     source: str = str(Path(cfg.model).expanduser()) if local else cfg.model
     if local and not (Path(source) / "config.json").is_file():
         raise MissingAssetError(cfg.model, FETCH_RULE, hint)
+    import torch
+    import transformers
+
+    tf: Any = transformers  # untyped for mypy: the loaded objects are used duck-typed
     kwargs: dict[str, Any] = {"local_files_only": offline}
     if not local and cfg.revision:
         kwargs["revision"] = cfg.revision
     dtype = getattr(torch, cfg.dtype)
     device = resolve_device(cfg.device)
     try:
-        processor = BlipProcessor.from_pretrained(source, **kwargs)
-        model = BlipForConditionalGeneration.from_pretrained(source, dtype=dtype, **kwargs)
+        processor = tf.BlipProcessor.from_pretrained(source, **kwargs)
+        model = tf.BlipForConditionalGeneration.from_pretrained(source, dtype=dtype, **kwargs)
     except (OSError, ValueError) as exc:
         # transformers reports a missing cache entry / unreachable hub / missing file as OSError.
         raise MissingAssetError(cfg.model, FETCH_RULE, f"{hint}. Loading failed: {exc}") from exc
+    # Keep only the token ids of the checkpoint's generation config: decoding comes from cfg alone.
+    text_config = model.config.text_config
+    model.generation_config = tf.GenerationConfig(
+        bos_token_id=text_config.bos_token_id,
+        eos_token_id=text_config.sep_token_id,
+        pad_token_id=text_config.pad_token_id,
+    )
     model.to(device)
     model.eval()
     name = model_label(cfg)
@@ -548,8 +553,9 @@ def caption_images(
     """Caption images with BLIP, ``cfg.batch_size`` at a time.
 
     Each batch runs under ``torch.inference_mode`` after ``torch.manual_seed(cfg.seed)``, with the
-    pinned decoding of :class:`CaptionConfig` passed as a full ``GenerationConfig`` (so nothing in the
-    checkpoint's own ``generation_config.json`` changes the decoding). The prompt tokens are cut off the
+    pinned decoding of :class:`CaptionConfig` passed explicitly, together with ``length_penalty=1.0``
+    and ``no_repeat_ngram_size=0`` (and :func:`load_captioner` resets the checkpoint's generation
+    config to its token ids), so nothing shipped with a checkpoint changes the decoding. The prompt tokens are cut off the
     output by position, then whitespace is normalised. With beam search and no sampling a caption does
     not depend on the other images in its batch (up to floating-point differences between batched and
     single matrix products, which can in rare cases flip a beam on GPU).
@@ -564,10 +570,10 @@ def caption_images(
         one caption per image, in input order. An empty caption is returned as ``""`` with a warning.
     """
     import torch
-    from transformers import GenerationConfig
 
     model, processor = captioner.model, captioner.processor
-    gen_config = GenerationConfig(**cfg.decoding(), length_penalty=1.0, no_repeat_ngram_size=0)
+    # Every knob that could change a beam-search result is passed explicitly.
+    decoding = {**cfg.decoding(), "length_penalty": 1.0, "no_repeat_ngram_size": 0, "num_return_sequences": 1}
     out: list[str] = []
     bar = tqdm(total=len(images), desc="caption", unit="img", disable=not progress)
     try:
@@ -578,7 +584,7 @@ def caption_images(
             else:
                 inputs = processor(images=rgb, return_tensors="pt")
             pixel_values = inputs["pixel_values"].to(captioner.device, captioner.dtype)
-            kwargs: dict[str, Any] = {"pixel_values": pixel_values, "generation_config": gen_config}
+            kwargs: dict[str, Any] = {"pixel_values": pixel_values, **decoding}
             if cfg.prompt:
                 kwargs["input_ids"] = inputs["input_ids"].to(captioner.device)
                 kwargs["attention_mask"] = inputs["attention_mask"].to(captioner.device)
@@ -646,6 +652,40 @@ def _jobs(records: Iterable[Mapping[str, Any]]) -> list[_Job]:
             jobs.append(_Job(video, scene, str(png), _sha1_file(png)))
     jobs.sort(key=lambda j: (j.video, j.scene))
     return jobs
+
+
+def records_from_keyframes(
+    keyframes: Iterable[str | Path | Mapping[str, Any]],
+    validations: Iterable[str | Path | Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Turn keyframe records (:func:`extract_keyframes`) into :func:`caption_clips` records.
+
+    Arguments:
+        keyframes: ``keyframes/{video}.json`` paths or loaded records.
+        validations: when given, ``validation/{video}.json`` records; only clips whose record says
+            ``"passed": true`` are kept (captioning a clip that cannot enter the dataset is wasted GPU
+            time).
+
+    Returns:
+        ``{"video", "clip", "scene1_png", "scene2_png"}`` per kept clip, sorted by video.
+    """
+    passed: set[str] | None = None
+    if validations is not None:
+        passed = set()
+        for obj in validations:
+            rec = _read_json(obj)
+            if rec.get("passed") is True:
+                passed.add(str(rec["video"]))
+    out = []
+    for obj in keyframes:
+        rec = _read_json(obj)
+        video = str(rec["video"])
+        if passed is not None and video not in passed:
+            continue
+        out.append({"video": video, "clip": rec.get("clip"), "scene1_png": rec["scene1"]["png"], "scene2_png": rec["scene2"]["png"]})
+    skipped = "" if passed is None else f" ({len(passed)} validated)"
+    log.info("%d clips to caption%s", len(out), skipped)
+    return sorted(out, key=lambda r: r["video"])
 
 
 def partial_path(out_jsonl: str | Path) -> Path:

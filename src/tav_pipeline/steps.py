@@ -166,3 +166,40 @@ def fetch_video_step(sample_csv: str | Path, video: str, source: dict[str, Any],
     record.write(out_json)
     log.info("%s: %s %s %s", video, record.status, record.reason, record.path)
     return record
+
+
+def extract_keyframes_step(clip_mp4: str | Path, clip_json: str | Path, keyframes: dict[str, Any], scene1_png: str | Path, scene2_png: str | Path, out_json: str | Path) -> dict[str, Any]:
+    """Rule ``extract_keyframes``: one frame well inside each scene of a clip."""
+    from tav_pipeline.captions import KeyframeConfig, extract_keyframes
+
+    return extract_keyframes(clip_mp4, clip_json, KeyframeConfig.from_dict(keyframes), scene1_png, scene2_png, out_json)
+
+
+def caption_scenes_step(keyframe_jsons: Sequence[str | Path], validation_jsons: Sequence[str | Path], captions: dict[str, Any], out_jsonl: str | Path) -> list[dict[str, Any]]:
+    """Rule ``caption_scenes``: BLIP captions of both scenes of every validated clip."""
+    from tav_pipeline.captions import CaptionConfig, caption_clips, records_from_keyframes
+
+    records = records_from_keyframes(keyframe_jsons, validation_jsons)
+    log.info("captioning %d clips (%d scenes)", len(records), 2 * len(records))
+    return caption_clips(records, CaptionConfig.from_dict(captions), out_jsonl)
+
+
+def build_tav_step(
+    captions_jsonl: str | Path,
+    clip_jsons: Sequence[str | Path],
+    validation_jsons: Sequence[str | Path],
+    dataset: dict[str, Any],
+    caption_model: str,
+    tav_json: str | Path,
+    prompts_dir: str | Path,
+    opensora_dir: str | Path,
+) -> dict[str, Any]:
+    """Rule ``build_tav``: tav.json, the A/B/C test prompts and the Open-Sora-Plan export."""
+    from dataclasses import asdict
+
+    from tav_pipeline.dataset import DatasetConfig, build_tav, export_opensora
+
+    cfg = DatasetConfig.from_dict(dataset)
+    tav = build_tav(clip_jsons, validation_jsons, captions_jsonl, cfg, tav_json, prompts_dir=prompts_dir, caption_model=caption_model)
+    export_opensora(tav, opensora_dir, **asdict(cfg.opensora))
+    return tav

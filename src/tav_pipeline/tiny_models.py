@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ is are was there it this that his her their its up down out into through around
 close view top bottom middle background foreground blurry empty full covered filled
 stage news tv show video music band concert microphone guitar piano
 police shop store market restaurant bar office school church hospital street
-""".split()
+""".split()  # noqa: SIM905 (a word list reads better as text)
 """Plain English words of the kind BLIP captions use (a few hundred); duplicates are dropped."""
 
 
@@ -87,20 +88,16 @@ def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
         ``out_dir`` as a :class:`~pathlib.Path`.
     """
     import torch
-    from transformers import (
-        BertTokenizer,
-        BlipConfig,
-        BlipForConditionalGeneration,
-        BlipImageProcessor,
-        BlipProcessor,
-    )
+    import transformers
+
+    tf: Any = transformers  # untyped for mypy
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab = tiny_vocab()
     ids = {token: i for i, token in enumerate(vocab)}
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizer(
+    tokenizer = tf.BertTokenizer(
         vocab=ids,
         do_lower_case=True,
         bos_token="[DEC]",
@@ -109,7 +106,7 @@ def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
     )
     image_size = 64
     init = 0.2
-    config = BlipConfig(
+    config = tf.BlipConfig(
         text_config={
             "vocab_size": len(vocab),
             "hidden_size": 32,
@@ -139,9 +136,9 @@ def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BlipForConditionalGeneration(config).eval()
-    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
-    processor = BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+        model = tf.BlipForConditionalGeneration(config).eval()
+    image_processor = tf.BlipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = tf.BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     log.info("tiny BLIP (seed %d, %d tokens) written to %s", seed, len(vocab), out)

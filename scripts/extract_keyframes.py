@@ -1,0 +1,12 @@
+"""Rule extract_keyframes."""
+from tav_pipeline import logs, steps
+
+with logs.to_file(snakemake.log[0]):
+    steps.extract_keyframes_step(
+        snakemake.input.clip,
+        snakemake.input.meta,
+        snakemake.params.keyframes,
+        snakemake.output.scene1,
+        snakemake.output.scene2,
+        snakemake.output.meta,
+    )
