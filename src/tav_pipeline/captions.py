@@ -29,7 +29,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, TavError
 from tav_pipeline.video import frames_at, seconds
 
@@ -85,7 +86,7 @@ class KeyframeConfig:
         Returns:
             the config. Raises :class:`ConfigError` for unknown keys or values out of range.
         """
-        _check_keys("keyframes", d, cls)
+        check_keys("keyframes", d, cls)
         return cls(**{k: float(v) for k, v in d.items()})
 
 
@@ -308,7 +309,7 @@ class CaptionConfig:
         Returns:
             the config. Raises :class:`ConfigError` for unknown keys or bad values.
         """
-        _check_keys("captions", d, cls)
+        check_keys("captions", d, cls)
         return cls(**dict(d))
 
     @property
@@ -343,13 +344,6 @@ class CaptionConfig:
 
 
 _DTYPES = {"float32", "float16", "bfloat16"}
-
-
-def _check_keys(section: str, d: Mapping[str, Any], cls: type) -> None:
-    known = {f.name for f in fields(cls)}
-    extra = set(d) - known
-    if extra:
-        raise ConfigError(section, f"unknown keys {sorted(extra)}; known: {sorted(known)}")
 
 
 def _looks_like_path(model: str) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.cuts import Cut, CutResult
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import EncodeSettings, cut_clip, probe, seconds
@@ -48,15 +49,11 @@ class ClipConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClipConfig:
-        extra = set(d) - set(cls.__dataclass_fields__)
-        if extra:
-            raise ConfigError("clips", f"unknown keys {sorted(extra)}")
+        check_keys("clips", d, cls)
         d = dict(d)
         if isinstance(d.get("encoder"), dict):
             enc = d["encoder"]
-            bad = set(enc) - set(EncodeSettings.__dataclass_fields__)
-            if bad:
-                raise ConfigError("clips.encoder", f"unknown keys {sorted(bad)}")
+            check_keys("clips.encoder", enc, EncodeSettings)
             d["encoder"] = EncodeSettings(**enc)
         return cls(**d)
 

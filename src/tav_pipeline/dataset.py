@@ -26,10 +26,11 @@ import math
 import os
 import string
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.errors import BadVideoError, ConfigError, TavError
 from tav_pipeline.video import count_frames, probe
 
@@ -58,13 +59,6 @@ SplitPolicy = Literal["eval_first", "ratio"]
 # --------------------------------------------------------------------------------------------------
 # Config
 # --------------------------------------------------------------------------------------------------
-
-
-def _check_keys(section: str, d: Mapping[str, Any], cls: type) -> None:
-    known = {f.name for f in fields(cls)}
-    extra = set(d) - known
-    if extra:
-        raise ConfigError(section, f"unknown keys {sorted(extra)}; known: {sorted(known)}")
 
 
 @dataclass(frozen=True)
@@ -160,7 +154,7 @@ class DatasetConfig:
         Returns:
             the config. Raises :class:`ConfigError` for unknown keys, groups, placeholders or values.
         """
-        _check_keys("dataset", d, cls)
+        check_keys("dataset", d, cls)
         kwargs: dict[str, Any] = {}
         if "prompt_template" in d:
             kwargs["prompt_template"] = str(d["prompt_template"])
@@ -174,11 +168,11 @@ class DatasetConfig:
             kwargs["group_templates"] = templates
         if "split" in d:
             split = dict(d["split"] or {})
-            _check_keys("dataset.split", split, SplitConfig)
+            check_keys("dataset.split", split, SplitConfig)
             kwargs["split"] = SplitConfig(**split)
         if "opensora" in d:
             osp = dict(d["opensora"] or {})
-            _check_keys("dataset.opensora", osp, OpenSoraConfig)
+            check_keys("dataset.opensora", osp, OpenSoraConfig)
             kwargs["opensora"] = OpenSoraConfig(**osp)
         return cls(**kwargs)
 

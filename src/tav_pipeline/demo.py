@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from tav_pipeline.errors import ConfigError
+from tav_pipeline.config import check_keys
 from tav_pipeline.video import ffmpeg_binary
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,7 @@ class DemoConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DemoConfig:
-        extra = set(d) - set(cls.__dataclass_fields__)
-        if extra:
-            raise ConfigError("demo", f"unknown keys {sorted(extra)}")
+        check_keys("demo", d, cls)
         return cls(**d)
 
 

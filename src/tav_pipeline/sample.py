@@ -22,13 +22,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -161,10 +162,7 @@ class SampleConfig:
             ConfigError: unknown key, wrong type or inconsistent value.
         """
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"sample.{key}", f"unknown key; known keys: {sorted(known)}")
+        check_keys("sample", data, cls)
         for key in ("size", "seed", "population"):
             if key in data and (isinstance(data[key], bool) or not isinstance(data[key], int)):
                 raise ConfigError(f"sample.{key}", f"must be an integer, got {data[key]!r}")

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -344,10 +345,7 @@ class SourceConfig:
             ConfigError: unknown key, wrong type or out-of-range value.
         """
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"source.{key}", f"unknown key; known keys: {sorted(known)}")
+        check_keys("source", data, cls)
         cfg = cls(**data)
         for key in ("metadata_csv", "video_dir", "ytdlp_format", "span"):
             if not isinstance(getattr(cfg, key), str):
@@ -449,24 +447,24 @@ def write_failures(records: Iterable[FetchRecord], csv_path: str | Path) -> pd.D
 
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("private", re.compile(r"private video|video is private|members[- ]only|join this channel", re.I)),
+    ("private", re.compile(r"private video|video is private|members[- ]only|join this channel", re.IGNORECASE)),
     ("geo_blocked", re.compile(
         r"not available in your country|not made this video available in your country|"
-        r"not available from your location|geo[- ]?restrict|blocked it in your country", re.I)),
+        r"not available from your location|geo[- ]?restrict|blocked it in your country", re.IGNORECASE)),
     ("rate_limited_429", re.compile(
         r"http error 429|too many requests|confirm you.?re not a bot|rate.?limit|"
-        r"content isn.?t available, try again later", re.I)),
+        r"content isn.?t available, try again later", re.IGNORECASE)),
     ("removed", re.compile(
         r"video unavailable|video is unavailable|has been removed|no longer available|"
         r"account associated with this video has been terminated|copyright claim|"
-        r"terms of service|this video does not exist|http error 404|http error 410", re.I)),
+        r"terms of service|this video does not exist|http error 404|http error 410", re.IGNORECASE)),
     ("forbidden_403", re.compile(
-        r"http error 403|forbidden|confirm your age|age.?restricted|inappropriate for some users", re.I)),
+        r"http error 403|forbidden|confirm your age|age.?restricted|inappropriate for some users", re.IGNORECASE)),
     ("network", re.compile(
         r"timed out|timeout|temporary failure in name resolution|name or service not known|"
         r"failed to resolve|getaddrinfo|connection (?:refused|reset|aborted)|network is unreachable|"
         r"no route to host|remote end closed|incompleteread|incomplete data|unable to connect|"
-        r"transporterror|\bssl\b|http error 5\d\d|urlopen error", re.I)),
+        r"transporterror|\bssl\b|http error 5\d\d|urlopen error", re.IGNORECASE)),
 )
 
 
@@ -494,8 +492,7 @@ def _error_text(exc: BaseException) -> str:
     cause = getattr(exc, "exc_info", None)
     if cause and len(cause) > 1 and cause[1] is not None and str(cause[1]) not in text:
         text += f" ({_ANSI.sub('', str(cause[1])).strip()})"
-    if text.startswith("ERROR: "):
-        text = text[len("ERROR: "):]
+    text = text.removeprefix("ERROR: ")
     return text or type(exc).__name__
 
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import cv2
 
 from tav_pipeline.clips import ClipRecord
+from tav_pipeline.config import check_keys
 from tav_pipeline.cuts import CutConfig, CutResult, detect_cuts
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import iter_frames
@@ -45,9 +46,7 @@ class ValidationConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ValidationConfig:
-        extra = set(d) - set(cls.__dataclass_fields__)
-        if extra:
-            raise ConfigError("validation", f"unknown keys {sorted(extra)}")
+        check_keys("validation", d, cls)
         return cls(**d)
 
 
