@@ -15,6 +15,8 @@ include: "rules/cuts.smk"
 include: "rules/clips.smk"
 include: "rules/captions.smk"
 include: "rules/dataset.smk"
+include: "rules/train.smk"
+include: "rules/generate.smk"
 
 
 rule all:
@@ -22,4 +24,6 @@ rule all:
         R("tav.json"),
         R("rejects.csv"),
         R("sample_categories.csv"),
+        TT.checkpoint_targets(RESULTS, TRAIN),
+        TT.generated_targets(RESULTS, TRAIN, GEN),
     default_target: True

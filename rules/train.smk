@@ -1,0 +1,160 @@
+# Post-training (paper section 4): results/checkpoints/{model}/epoch_{N}/ for every N in
+# train.epochs. Backend "opensora" runs Open-Sora-Plan v1.3.1's own trainer from a pinned checkout
+# (the paper's setup); backend "diffusers" post-trains a diffusers text-to-video pipeline with the
+# same recipe, from text and VAE latents cached once. Epoch N's job resumes from the configured
+# epoch before it, so the epochs train one after another.
+import re
+
+from tav_pipeline.train import targets as TT
+
+TRAIN = config["train"]
+TRAIN_MODEL = re.escape(TRAIN["model"])
+TINY_COGVIDEOX = R("demo/tiny_cogvideox")
+
+
+rule build_tiny_cogvideox:
+    output:
+        directory(TINY_COGVIDEOX),
+    params:
+        seed=config["demo"]["seed"],
+    log:
+        log_path("build_tiny_cogvideox"),
+    conda:
+        f"{ENVS}/train-diffusers.yaml"
+    script:
+        "../scripts/build_tiny_cogvideox.py"
+
+
+if TT.fetches_diffusers_model(TRAIN, TINY_COGVIDEOX):
+
+    rule fetch_diffusers_model:
+        output:
+            directory(TRAIN["diffusers"]["pretrained"]),
+        params:
+            hub_id=TRAIN["diffusers"]["hub_id"],
+            revision=TRAIN["diffusers"]["revision"],
+        resources:
+            downloads=1,
+        log:
+            log_path("fetch_diffusers_model"),
+        conda:
+            f"{ENVS}/train-diffusers.yaml"
+        script:
+            "../scripts/fetch_diffusers_model.py"
+
+
+if TRAIN["backend"] == "diffusers":
+
+    rule cache_latents:
+        input:
+            tav=R("tav.json"),
+            model=TT.diffusers_model_input(TRAIN),
+        output:
+            directory(R("latents/{model}")),
+        params:
+            train=TRAIN,
+        wildcard_constraints:
+            model=TRAIN_MODEL,
+        # torch CPU threads: the work is on the GPU (and on a 2-core machine one thread is faster)
+        threads: 1
+        resources:
+            gpu=1,
+        log:
+            log_path("cache_latents", "{model}"),
+        benchmark:
+            R("benchmarks/cache_latents/{model}.tsv")
+        conda:
+            f"{ENVS}/train-diffusers.yaml"
+        script:
+            "../scripts/cache_latents.py"
+
+    rule train_model:
+        input:
+            tav=R("tav.json"),
+            latents=R("latents/{model}") if TRAIN["diffusers"]["cache_latents"] else [],
+            model=TT.diffusers_model_input(TRAIN),
+            previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
+        output:
+            checkpoint=directory(R("checkpoints/{model}/epoch_{epoch}")),
+            losses=report(
+                R("train/{model}/losses_epoch_{epoch}.tsv"),
+                category="Training",
+                labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
+            ),
+        params:
+            train=TRAIN,
+            epoch=lambda wc: int(wc.epoch),
+            work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
+        wildcard_constraints:
+            model=TRAIN_MODEL,
+            epoch=r"\d+",
+        threads: 1
+        resources:
+            gpu=1,
+        log:
+            log_path("train_model", "{model}/epoch_{epoch}"),
+        benchmark:
+            R("benchmarks/train_model/{model}/epoch_{epoch}.tsv")
+        conda:
+            f"{ENVS}/train-diffusers.yaml"
+        script:
+            "../scripts/train_model.py"
+
+else:
+
+    rule fetch_opensora:
+        output:
+            directory(TRAIN["opensora"]["repo"]),
+        params:
+            git_url=TRAIN["opensora"]["git_url"],
+            commit=TRAIN["opensora"]["commit"],
+        resources:
+            downloads=1,
+        log:
+            log_path("fetch_opensora"),
+        conda:
+            f"{ENVS}/train-opensora.yaml"
+        script:
+            "../scripts/fetch_opensora.py"
+
+    rule fetch_opensora_weights:
+        output:
+            pretrained=directory(TRAIN["opensora"]["pretrained"]),
+            vae=directory(TRAIN["opensora"]["ae_path"]),
+        params:
+            train=TRAIN,
+        resources:
+            downloads=1,
+        log:
+            log_path("fetch_opensora_weights"),
+        conda:
+            f"{ENVS}/train-opensora.yaml"
+        script:
+            "../scripts/fetch_opensora_weights.py"
+
+    rule train_opensora:
+        input:
+            data=R("opensora/data.txt"),
+            annotation=R("opensora/tav_train.json"),
+            opensora=TT.opensora_inputs(TRAIN),
+            previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
+        output:
+            directory(R("checkpoints/{model}/epoch_{epoch}")),
+        params:
+            train=TRAIN,
+            epoch=lambda wc: int(wc.epoch),
+            work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
+        wildcard_constraints:
+            model=TRAIN_MODEL,
+            epoch=r"\d+",
+        threads: 8
+        resources:
+            gpu=1,
+        log:
+            log_path("train_opensora", "{model}/epoch_{epoch}"),
+        benchmark:
+            R("benchmarks/train_opensora/{model}/epoch_{epoch}.tsv")
+        conda:
+            f"{ENVS}/train-opensora.yaml"
+        script:
+            "../scripts/train_opensora.py"

@@ -1,0 +1,17 @@
+"""Rule generate_videos (diffusers pipeline, or Open-Sora-Plan's sampler)."""
+from tav_pipeline import logs
+from tav_pipeline.generate import generate_videos_step
+
+groups = snakemake.params.groups
+with logs.to_file(snakemake.log[0]):
+    generate_videos_step(
+        snakemake.params.train["diffusers"]["pretrained"],
+        snakemake.input.checkpoint[0] if snakemake.input.checkpoint else None,
+        dict(zip(groups, snakemake.input.prompts)),
+        {g: snakemake.output[g] for g in groups},
+        snakemake.params.train,
+        snakemake.params.generate,
+        checkpoint=snakemake.wildcards.checkpoint,
+        work_dir=snakemake.params.work,
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,326 @@
+"""Typed settings of the post-training stage: ``train:`` in config.yaml (paper section 4).
+
+Every number defaults to the paper's value. Where the paper is ambiguous the key is a named choice:
+
+``epoch_steps``
+    The paper says "100 training steps in total" with batch size 1, yet reports checkpoints at
+    epochs 16, 24 and 36 and "about 2 hours per epoch". Those cannot all hold. ``"dataset"`` (the
+    default) reads an epoch as one pass over the train split (about 450 steps at batch size 1,
+    which matches ~2 h per epoch); an integer ``N`` makes every "epoch" exactly ``N`` optimizer
+    steps (``100`` is the literal reading, each checkpoint 100 steps after the previous epoch).
+``text_drop_prob``
+    The paper's "guidance scale 0.1" during training. Open-Sora-Plan's trainer has no training
+    guidance scale; the only 0.1 it takes is ``--cfg``, the probability of replacing a caption with
+    the empty string (classifier-free guidance dropout). That is the reading used here.
+``opensora.rescale_betas_zero_snr``
+    Not named by the paper; the official v1.3 training and sampling scripts pass it, and the v1.3
+    checkpoint was trained with it, so it defaults to on.
+``opensora.drop_short_ratio``
+    Not named by the paper; ``0.0`` as in the official v1.3 script (clips shorter than
+    ``num_frames`` train on the longest 4k+1 frames they have, down to 29). The argparse default of
+    that trainer (1.0) would drop every clip shorter than 33 frames at 8 fps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from tav_pipeline.errors import ConfigError
+
+Backend = Literal["opensora", "diffusers"]
+Distributed = Literal["deepspeed", "plain"]
+Window = Literal["random", "cut"]
+
+OPENSORA_TAG = "v1.3.1"
+OPENSORA_COMMIT = "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
+"""The commit of Open-Sora-Plan's tag v1.3.1 (the version the paper fine-tuned)."""
+
+
+def is_local(pretrained: str) -> bool:
+    """A local folder, as opposed to a hub id (``owner/name``, which is fetched into the hub cache)."""
+    return Path(pretrained).exists() or pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1
+
+
+def check_keys(cls: type, d: dict[str, Any], key: str) -> None:
+    """Raise :class:`ConfigError` naming ``key`` when ``d`` has keys that ``cls`` does not define."""
+    if not isinstance(d, dict):
+        raise ConfigError(key, f"expected a mapping, got {type(d).__name__}")
+    extra = set(d) - {f.name for f in fields(cls)}
+    if extra:
+        raise ConfigError(key, f"unknown keys {sorted(extra)}")
+
+
+@dataclass(frozen=True)
+class DiffusersConfig:
+    """``train.diffusers``: any diffusers text-to-video pipeline, post-trained with the paper's recipe."""
+
+    pretrained: str = "resources/diffusers/CogVideoX-2b"
+    """Local folder in ``save_pretrained`` layout, or a hub id (downloaded into the hub cache)."""
+    hub_id: str = "THUDM/CogVideoX-2b"
+    """Where the rule ``fetch_diffusers_model`` downloads ``pretrained`` from when it is a missing
+    local folder (empty: place it by hand)."""
+    revision: str = "main"
+    device: str = "auto"
+    """``auto``: CUDA when available, else CPU."""
+    cache_latents: bool = True
+    """Encode prompts and VAE latents once (rule ``cache_latents``) so an epoch costs only the
+    transformer. Off: decode and encode every sample on the fly, as Open-Sora-Plan does."""
+    windows_per_clip: int = 4
+    """Cached windows per clip; each epoch draws one of them (Open-Sora-Plan draws a new random
+    window every time it reads a clip, which caching can only approximate)."""
+    window: Window = "random"
+    """``random``: where the ``num_frames`` window sits in a longer clip, uniformly at random, as
+    Open-Sora-Plan's ``TemporalRandomCrop`` (a 4 s window of a 10 s clip then holds the cut about
+    two times in three). ``cut``: beyond the paper, the window is centred on the clip's cut."""
+    encode_dtype: str = "bfloat16"
+    """Precision of the frozen VAE and text encoder while encoding (Open-Sora-Plan: the mixed
+    precision dtype)."""
+    max_sequence_length: int = 0
+    """Prompt tokens; 0 takes the model's own (CogVideoX: ``max_text_seq_length`` = 226)."""
+    dataloader_num_workers: int = 2
+    allow_tf32: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.pretrained:
+            raise ConfigError("train.diffusers.pretrained", "must name a folder or a hub id")
+        if self.windows_per_clip < 1:
+            raise ConfigError("train.diffusers.windows_per_clip", "must be >= 1")
+        if self.window not in ("random", "cut"):
+            raise ConfigError("train.diffusers.window", f"unknown value {self.window!r} (random or cut)")
+        if self.encode_dtype not in ("float32", "float16", "bfloat16"):
+            raise ConfigError("train.diffusers.encode_dtype", f"unknown dtype {self.encode_dtype!r}")
+        if self.max_sequence_length < 0 or self.dataloader_num_workers < 0:
+            raise ConfigError("train.diffusers", "max_sequence_length and dataloader_num_workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class OpenSoraConfig:
+    """``train.opensora``: Open-Sora-Plan v1.3.1's own trainer, run from a pinned checkout."""
+
+    repo: str = "resources/Open-Sora-Plan"
+    """Checkout of Open-Sora-Plan (the rule ``fetch_opensora`` clones it where the network allows)."""
+    git_url: str = "https://github.com/PKU-YuanGroup/Open-Sora-Plan.git"
+    commit: str = OPENSORA_COMMIT
+    check_commit: bool = True
+    """Refuse a checkout whose HEAD is not ``commit`` (off: any folder with the trainer is used)."""
+    weights_hub_id: str = "LanguageBind/Open-Sora-Plan-v1.3.0"
+    pretrained: str = "resources/models/Open-Sora-Plan-v1.3.0/any93x640x640"
+    ae: str = "WFVAEModel_D8_4x8x8"
+    ae_path: str = "resources/models/Open-Sora-Plan-v1.3.0/vae"
+    text_encoder_name_1: str = "google/mt5-xxl"
+    cache_dir: str = "resources/cache_dir"
+    model: str = "OpenSoraT2V_v1_3-2B/122"
+    sparse1d: bool = True
+    sparse_n: int = 4
+    interpolation_scale_t: float = 1.0
+    interpolation_scale_h: float = 1.0
+    interpolation_scale_w: float = 1.0
+    rescale_betas_zero_snr: bool = True
+    model_max_length: int = 512
+    dataloader_num_workers: int = 8
+    use_decord: bool = True
+    allow_tf32: bool = True
+    report_to: str = "tensorboard"
+    relaunch: Literal["per_epoch", "repeat"] = "per_epoch"
+    """The trainer makes ONE pass over its annotation per launch. ``per_epoch``: one launch per
+    epoch, each resuming from the latest checkpoint. ``repeat``: one launch per job, the
+    annotation repeated once per epoch to train (fewer model loads, epochs no longer disjoint
+    passes)."""
+    unusable_clips: Literal["drop", "error"] = "drop"
+    """Clips the trainer would silently skip (too short, odd aspect, a shape bucket of fewer than 4
+    clips): ``drop`` leaves them out of the annotation and lists them in the plan and the log;
+    ``error`` stops before launching."""
+    extra_args: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.relaunch not in ("per_epoch", "repeat"):
+            raise ConfigError("train.opensora.relaunch", f"unknown value {self.relaunch!r}")
+        if self.unusable_clips not in ("drop", "error"):
+            raise ConfigError("train.opensora.unusable_clips", f"unknown value {self.unusable_clips!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``train:`` in config.yaml. Defaults are the paper's section 4 settings."""
+
+    backend: Backend = "opensora"
+    model: str = "opensora_plan"
+    """Name of the post-trained model in ``results/checkpoints/{model}`` and ``results/generated/{model}``."""
+    epochs: tuple[int, ...] = (16, 24, 36)
+    epoch_steps: str | int = "dataset"
+    seed: int = 1234
+    num_frames: int = 33
+    height: int = 256
+    width: int = 256
+    fps: float = 8
+    sample_rate: int = 1
+    min_frames: int = 29
+    """Fewest frames a clip may train on (Open-Sora-Plan's fixed 29)."""
+    drop_short_ratio: float = 0.0
+    batch_size: int = 1
+    learning_rate: float = 1e-5
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = 0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_weight_decay: float = 1e-2
+    adam_epsilon: float = 1e-15
+    max_grad_norm: float = 1.0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "bf16"
+    use_ema: bool = True
+    ema_decay: float = 0.9999
+    ema_start_step: int = 0
+    gradient_checkpointing: bool = True
+    snr_gamma: float = 5.0
+    """Min-SNR weighting (0 turns it off: plain MSE)."""
+    prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
+    text_drop_prob: float = 0.1
+    distributed: Distributed = "deepspeed"
+    zero_stage: int = 2
+    checkpointing_steps: int = 0
+    """Extra resumable saves every this many steps inside a training job (diffusers backend);
+    0: only at epoch ends."""
+    diffusers: DiffusersConfig = field(default_factory=DiffusersConfig)
+    opensora: OpenSoraConfig = field(default_factory=OpenSoraConfig)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("opensora", "diffusers"):
+            raise ConfigError("train.backend", f"unknown value {self.backend!r} (opensora or diffusers)")
+        if not self.model or "/" in self.model:
+            raise ConfigError("train.model", "must be a non-empty name without '/'")
+        if not self.epochs or any(int(e) < 1 for e in self.epochs) or len(set(self.epochs)) != len(self.epochs):
+            raise ConfigError("train.epochs", "must be distinct positive integers")
+        if self.epoch_steps != "dataset" and not (isinstance(self.epoch_steps, int) and self.epoch_steps > 0):
+            raise ConfigError("train.epoch_steps", f"must be 'dataset' or a positive integer, got {self.epoch_steps!r}")
+        if (self.num_frames - 1) % 4 != 0:
+            raise ConfigError("train.num_frames", f"{self.num_frames} is not 4k+1 (the video VAEs compress time by 4)")
+        if self.min_frames > self.num_frames or (self.min_frames - 1) % 4 != 0:
+            raise ConfigError("train.min_frames", "must be 4k+1 and <= num_frames")
+        if self.height % 16 or self.width % 16:
+            raise ConfigError(
+                "train.height", f"{self.height}x{self.width}: both must be multiples of 16 (VAE stride 8 x patch 2)"
+            )
+        if self.fps <= 0 or self.sample_rate < 1 or self.batch_size < 1:
+            raise ConfigError("train", "fps must be > 0, sample_rate and batch_size >= 1")
+        if not 0.0 <= self.drop_short_ratio <= 1.0 or not 0.0 <= self.text_drop_prob <= 1.0:
+            raise ConfigError("train", "drop_short_ratio and text_drop_prob must lie in [0, 1]")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ConfigError("train.mixed_precision", f"unknown value {self.mixed_precision!r}")
+        if self.prediction_type not in ("v_prediction", "epsilon"):
+            raise ConfigError("train.prediction_type", f"unknown value {self.prediction_type!r}")
+        if self.distributed not in ("deepspeed", "plain"):
+            raise ConfigError("train.distributed", f"unknown value {self.distributed!r} (deepspeed or plain)")
+        if self.zero_stage not in (0, 1, 2):
+            raise ConfigError("train.zero_stage", "must be 0, 1 or 2 (stage 3 would shard the EMA-tracked weights)")
+        if self.snr_gamma < 0 or self.learning_rate <= 0 or not 0 < self.ema_decay < 1:
+            raise ConfigError("train", "snr_gamma must be >= 0, learning_rate > 0, 0 < ema_decay < 1")
+
+    @property
+    def sorted_epochs(self) -> list[int]:
+        return sorted(int(e) for e in self.epochs)
+
+    def previous_epoch(self, epoch: int) -> int:
+        """The configured epoch a job for ``epoch`` resumes from (0: the pretrained model)."""
+        before = [e for e in self.sorted_epochs if e < epoch]
+        return before[-1] if before else 0
+
+    def steps_per_epoch(self, usable_clips: int, world_size: int = 1) -> int:
+        """Optimizer steps in one epoch: one pass over ``usable_clips`` (``dataset``) or ``epoch_steps``."""
+        if self.epoch_steps != "dataset":
+            return int(self.epoch_steps)
+        steps = usable_clips // (self.batch_size * world_size)
+        if steps < 1:
+            raise ConfigError(
+                "train.batch_size",
+                f"{usable_clips} usable clip(s) make no full batch of {self.batch_size} x {world_size} process(es)",
+            )
+        return steps
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["epochs"] = list(self.epochs)
+        d["opensora"]["extra_args"] = list(self.opensora.extra_args)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        check_keys(cls, d, "train")
+        d = dict(d)
+        if "diffusers" in d:
+            check_keys(DiffusersConfig, d["diffusers"], "train.diffusers")
+            d["diffusers"] = DiffusersConfig(**d["diffusers"])
+        if "opensora" in d:
+            check_keys(OpenSoraConfig, d["opensora"], "train.opensora")
+            osp = dict(d["opensora"])
+            osp["extra_args"] = tuple(str(a) for a in osp.get("extra_args", ()))
+            d["opensora"] = OpenSoraConfig(**osp)
+        if "epochs" in d:
+            d["epochs"] = tuple(int(e) for e in d["epochs"])
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class DiffusersSampling:
+    """``generate.diffusers``: the pipeline call."""
+
+    num_inference_steps: int = 50
+    guidance_scale: float = 6.0
+    """CogVideoX's own default; the paper gives no inference settings."""
+    negative_prompt: str = ""
+    use_dynamic_cfg: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    """``auto``: bfloat16 on CUDA, float32 on CPU."""
+
+
+@dataclass(frozen=True)
+class OpenSoraSampling:
+    """``generate.opensora``: flags of ``opensora.sample.sample`` (defaults: the official v1.3 script)."""
+
+    sample_method: str = "EulerAncestralDiscrete"
+    num_sampling_steps: int = 100
+    guidance_scale: float = 7.5
+    max_sequence_length: int = 512
+    save_memory: bool = False
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """``generate:`` in config.yaml: test-prompt videos of the baseline and each checkpoint."""
+
+    groups: tuple[str, ...] = ("A", "B", "C")
+    baseline: bool = True
+    seed: int = 42
+    """Video ``i`` of every group and checkpoint uses seed ``seed + i`` (paired comparisons)."""
+    weights: Literal["ema", "model"] = "ema"
+    """Which weights of a checkpoint generate: the EMA copy (``model_ema``, as Open-Sora-Plan
+    samples) or the raw trained weights (``model``)."""
+    diffusers: DiffusersSampling = field(default_factory=DiffusersSampling)
+    opensora: OpenSoraSampling = field(default_factory=OpenSoraSampling)
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise ConfigError("generate.groups", "must name at least one group")
+        if self.weights not in ("ema", "model"):
+            raise ConfigError("generate.weights", f"unknown value {self.weights!r} (ema or model)")
+        if self.diffusers.num_inference_steps < 1 or self.opensora.num_sampling_steps < 1:
+            raise ConfigError("generate", "inference steps must be >= 1")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenerateConfig:
+        check_keys(cls, d, "generate")
+        d = dict(d)
+        if "groups" in d:
+            d["groups"] = tuple(str(g) for g in d["groups"])
+        if "diffusers" in d:
+            check_keys(DiffusersSampling, d["diffusers"], "generate.diffusers")
+            d["diffusers"] = DiffusersSampling(**d["diffusers"])
+        if "opensora" in d:
+            check_keys(OpenSoraSampling, d["opensora"], "generate.opensora")
+            osp = dict(d["opensora"])
+            osp["extra_args"] = tuple(str(a) for a in osp.get("extra_args", ()))
+            d["opensora"] = OpenSoraSampling(**osp)
+        return cls(**d)

@@ -1,0 +1,565 @@
+"""The diffusers backend's trainer: the paper's recipe on any supported diffusers text-to-video model.
+
+Recipe (paper section 4, as Open-Sora-Plan v1.3's trainer implements it): v-prediction target,
+min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.train.loss`), uniform timesteps, EMA of the
+weights with decay 0.9999 from step 0 (diffusers' ``EMAModel``: its decay ramps as
+``(1 + s) / (10 + s)`` and is capped at 0.9999), AdamW at 1e-5 with a constant schedule, bf16 mixed
+precision, gradient checkpointing, batch size 1, caption dropout 0.1, gradient clipping 1.0,
+DeepSpeed ZeRO stage 2 in one process through accelerate.
+
+Two halves:
+
+* :func:`train_model_step` (the rule ``train_model``) plans a job (epochs ``(M, N]``, where to
+  resume), writes the launch files and runs ``accelerate launch -m tav_pipeline.train.loop
+  plan.json``, then moves the final state into ``results/checkpoints/{model}/epoch_{N}``.
+* :func:`run_training` is what runs inside the launched process. Tests call it in-process.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.train import checkpoint as ckpt
+from tav_pipeline.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+LOSS_COLUMNS = ["step", "epoch", "loss", "timestep", "weight", "lr", "clip", "dropped", "seconds"]
+
+
+@dataclass
+class TrainPlan:
+    """Everything the launched trainer needs (written to ``plan.json`` in the work folder)."""
+
+    config: dict[str, Any]
+    pretrained: str
+    tav_json: str
+    latents_dir: str
+    """Empty: encode videos and prompts on the fly."""
+    work_dir: str
+    resume_dir: str
+    """Empty: start from the pretrained weights."""
+    resume_step: int
+    start_epoch: int
+    end_epoch: int
+    steps_per_epoch: int
+    usable_clips: int
+
+    @property
+    def job(self) -> ckpt.EpochJob:
+        return ckpt.EpochJob(self.start_epoch, self.end_epoch, self.steps_per_epoch)
+
+    def write(self, path: str | Path) -> Path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def read(cls, path: str | Path) -> TrainPlan:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def usable_clips(tav_json: str | Path, latents_dir: str | Path | None, cfg: TrainConfig) -> int:
+    """How many train clips an epoch passes over (from the cache when there is one)."""
+    if latents_dir:
+        from tav_pipeline.train.latents import read_index
+
+        return len(read_index(latents_dir, cfg, cfg.diffusers.pretrained)["items"])
+    from tav_pipeline.train.latents import plan_clips, train_items
+
+    usable, _ = plan_clips(train_items(json.loads(Path(tav_json).read_text())), cfg)
+    return len(usable)
+
+
+def plan_job(
+    tav_json: str | Path,
+    latents_dir: str | Path | None,
+    previous_dir: str | Path | None,
+    work_dir: str | Path,
+    cfg: TrainConfig,
+    epoch: int,
+    world_size: int = 1,
+) -> TrainPlan:
+    """The plan of the job that trains up to ``epoch``."""
+    n = usable_clips(tav_json, latents_dir, cfg)
+    if n == 0:
+        raise ConfigError("train", "no usable train clip")
+    job = ckpt.EpochJob(cfg.previous_epoch(epoch), epoch, cfg.steps_per_epoch(n, world_size))
+    step, source = ckpt.resume_source(work_dir, previous_dir, job)
+    return TrainPlan(
+        config=cfg.to_dict(),
+        pretrained=cfg.diffusers.pretrained,
+        tav_json=str(tav_json),
+        latents_dir=str(latents_dir or ""),
+        work_dir=str(work_dir),
+        resume_dir=str(source or ""),
+        resume_step=step,
+        start_epoch=job.start_epoch,
+        end_epoch=job.end_epoch,
+        steps_per_epoch=job.steps_per_epoch,
+        usable_clips=n,
+    )
+
+
+def train_model_step(
+    tav_json: str | Path,
+    latents_dir: str | Path | None,
+    previous_dir: str | Path | None,
+    out_dir: str | Path,
+    work_dir: str | Path,
+    train: dict[str, Any],
+    epoch: int,
+    threads: int = 1,
+    losses_tsv: str | Path | None = None,
+    launch: bool = True,
+) -> ckpt.TrainState:
+    """Rule ``train_model``: train epochs ``(previous, epoch]`` through ``accelerate launch``.
+
+    Arguments:
+        tav_json: ``results/tav.json``.
+        latents_dir: the latent cache (``None``/empty when ``train.diffusers.cache_latents`` is off).
+        previous_dir: the checkpoint of the configured epoch before ``epoch`` (``None`` for the first).
+        out_dir: ``results/checkpoints/{model}/epoch_{epoch}``.
+        work_dir: scratch folder kept across failed runs (resumable states, launch files).
+        train: the ``train:`` config section.
+        epoch: the epoch to reach.
+        threads: CPU threads for the trainer process.
+        losses_tsv: where to copy the checkpoint's ``losses.tsv`` (the rule's report output).
+        launch: run the trainer through ``accelerate launch`` (the rule); ``False`` runs
+            :func:`run_training` in this process with accelerate's defaults (tests).
+
+    Returns:
+        the state written with the checkpoint.
+    """
+    from tav_pipeline.train.accelerate_config import launch_env, write_launch_files
+    from tav_pipeline.train.families import resolve_device
+    from tav_pipeline.train.process import run_logged
+
+    cfg = TrainConfig.from_dict(train)
+    if cfg.backend != "diffusers":
+        raise ConfigError("train.backend", "train_model runs the diffusers backend; opensora runs in train_opensora")
+    work = Path(work_dir)
+    plan = plan_job(tav_json, latents_dir or None, previous_dir, work, cfg, epoch)
+    plan_path = plan.write(work / "plan.json")
+    log.info(
+        "epochs %d -> %d: %d usable clips, %d steps per epoch (epoch_steps=%s), steps %d -> %d, resume from %s",
+        plan.start_epoch,
+        plan.end_epoch,
+        plan.usable_clips,
+        plan.steps_per_epoch,
+        cfg.epoch_steps,
+        plan.resume_step,
+        plan.job.end_step,
+        plan.resume_dir or "the pretrained model",
+    )
+    final = work / f"{ckpt.PREFIX}{plan.job.end_step}"
+    if plan.resume_step < plan.job.end_step and not launch:
+        run_training(plan)
+    elif plan.resume_step < plan.job.end_step:
+        use_cpu = resolve_device(cfg.diffusers.device).type == "cpu"
+        files = write_launch_files(work / "launch", cfg, use_cpu=use_cpu)
+        log.info(
+            "accelerate: %s, %s",
+            f"DeepSpeed ZeRO stage {cfg.zero_stage}"
+            if files.deepspeed_json
+            else "plain (no DeepSpeed; train.distributed: plain)",
+            "CPU" if use_cpu else "GPU",
+        )
+        argv = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(files.accelerate_yaml),
+            "--num_cpu_threads_per_process",
+            str(max(1, threads)),
+            "-m",
+            "tav_pipeline.train.loop",
+            str(plan_path),
+        ]
+        run_logged(argv, env=launch_env(use_cpu))
+    if not ckpt.is_complete(final):
+        raise MissingAssetError(final, "train_model", "the trainer ended without saving its last step")
+    ckpt.finalize(final, out_dir)
+    shutil.rmtree(work, ignore_errors=True)
+    if losses_tsv:
+        Path(losses_tsv).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(Path(out_dir) / ckpt.LOSSES_FILE, losses_tsv)
+    state = ckpt.TrainState.read(out_dir)
+    log.info("epoch %d saved to %s (step %d)", state.epoch, out_dir, state.global_step)
+    return state
+
+
+def _skip_cpu_shm_kernel() -> None:
+    """DeepSpeed on a CPU JIT-compiles a shared-memory all-reduce kernel when it starts (minutes
+    on a small machine). It only serves several processes; one process has nothing to reduce."""
+    import importlib
+
+    module: Any = importlib.import_module("deepspeed.comm.torch")
+    if hasattr(module, "build_shm_op"):
+        module.build_shm_op = lambda: None
+        log.info(
+            "one CPU process: DeepSpeed's shared-memory all-reduce kernel is not built (it serves only multi-process CPU runs)"
+        )
+
+
+def _uses_deepspeed() -> bool:
+    import os
+
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+@dataclass
+class Trainer:
+    """A prepared model, its optimizer, schedule and EMA, and one optimizer step of the recipe."""
+
+    accelerator: Any
+    family: Any
+    scheduler: Any
+    transformer: Any
+    model_config: Any
+    optimizer: Any
+    lr_scheduler: Any
+    ema: Any
+    cfg: TrainConfig
+    deepspeed: bool
+
+    @property
+    def input_dtype(self) -> Any:
+        """DeepSpeed keeps bf16/fp16 weights, so inputs must match; accelerate's autocast
+        (plain) takes fp32 inputs."""
+        import torch
+
+        if not self.deepspeed:
+            return torch.float32
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision, torch.float32)
+
+    def step(self, latents: Any, embeds: Any) -> tuple[Any, Any, Any]:
+        """Noise ``latents`` at uniform timesteps, predict, take the min-SNR-weighted loss, step the
+        optimizer, the schedule and the EMA. Returns ``(loss, weights, timesteps)``."""
+        import torch
+
+        from tav_pipeline.train.loss import diffusion_loss, sample_timesteps
+
+        cfg = self.cfg
+        noise = torch.randn_like(latents)
+        timesteps = sample_timesteps(self.scheduler, latents.shape[0], latents.device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        prediction = self.family.denoise(
+            self.transformer,
+            self.model_config,
+            noisy.to(self.input_dtype),
+            timesteps,
+            embeds.to(self.input_dtype),
+            height=cfg.height,
+            width=cfg.width,
+        )
+        loss, weights = diffusion_loss(
+            self.scheduler,
+            prediction,
+            latents,
+            noise,
+            timesteps,
+            gamma=cfg.snr_gamma,
+            prediction_type=cfg.prediction_type,
+        )
+        self.accelerator.backward(loss)
+        if self.accelerator.sync_gradients and not self.deepspeed and cfg.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.transformer.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.lr_scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.ema is not None:
+            self.ema.step(self.transformer.parameters())
+        return loss, weights, timesteps
+
+
+def prepare_trainer(
+    cfg: TrainConfig, accelerator: Any, family: Any, scheduler: Any, transformer: Any, total_steps: int
+) -> Trainer:
+    """Gradient checkpointing, the EMA copy (from step 0), AdamW and the schedule, the save/load
+    hooks that write ``model/`` and ``model_ema/``, then ``accelerator.prepare``."""
+    import torch
+    from diffusers.optimization import get_scheduler
+    from diffusers.training_utils import EMAModel
+
+    family.check_shape(transformer.config, cfg.num_frames, cfg.height, cfg.width)
+    transformer.requires_grad_(True)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    model_cls = type(transformer)
+    ema: Any = None
+    if cfg.use_ema:
+        ema = EMAModel(
+            transformer.parameters(),
+            decay=cfg.ema_decay,
+            update_after_step=cfg.ema_start_step,
+            model_cls=model_cls,
+            model_config=transformer.config,
+        )
+    optimizer = torch.optim.AdamW(
+        transformer.parameters(),
+        lr=cfg.learning_rate,
+        betas=(cfg.adam_beta1, cfg.adam_beta2),
+        weight_decay=cfg.adam_weight_decay,
+        eps=cfg.adam_epsilon,
+    )
+    lr_scheduler = get_scheduler(
+        cfg.lr_scheduler, optimizer=optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=total_steps
+    )
+    rng_devices = [accelerator.device.index or 0] if accelerator.device.type == "cuda" else []
+
+    def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
+        # EMAModel.save_pretrained builds a fresh model (random init): keep that off the training
+        # RNG, or a run that saves at step k would continue differently from one that does not
+        with torch.random.fork_rng(devices=rng_devices):
+            if accelerator.is_main_process:
+                if ema is not None:
+                    ema.save_pretrained(str(Path(output_dir) / ckpt.EMA_DIR))
+                for model in models:
+                    accelerator.unwrap_model(model).save_pretrained(str(Path(output_dir) / ckpt.MODEL_DIR))
+                    if weights:
+                        weights.pop()
+
+    def load_hook(models: list[Any], input_dir: str) -> None:
+        if ema is not None:
+            loaded = EMAModel.from_pretrained(str(Path(input_dir) / ckpt.EMA_DIR), model_cls)
+            ema.load_state_dict(loaded.state_dict())
+            ema.to(accelerator.device)
+            del loaded
+        while models:  # DeepSpeed loads its engine itself and passes no models here
+            model = models.pop()
+            source = model_cls.from_pretrained(str(Path(input_dir) / ckpt.MODEL_DIR))
+            accelerator.unwrap_model(model).load_state_dict(source.state_dict())
+            del source
+
+    accelerator.register_save_state_pre_hook(save_hook)
+    accelerator.register_load_state_pre_hook(load_hook)
+    transformer, optimizer, lr_scheduler = accelerator.prepare(transformer, optimizer, lr_scheduler)
+    if ema is not None:
+        ema.to(accelerator.device)
+    deepspeed = accelerator.distributed_type.name == "DEEPSPEED"
+    return Trainer(
+        accelerator,
+        family,
+        scheduler,
+        transformer,
+        accelerator.unwrap_model(transformer).config,
+        optimizer,
+        lr_scheduler,
+        ema,
+        cfg,
+        deepspeed,
+    )
+
+
+def run_training(plan: TrainPlan) -> Path:
+    """Train from ``plan.resume_step`` to the end of ``plan.end_epoch`` and save every planned state.
+
+    Runs inside ``accelerate launch`` (or in-process: then accelerate runs without DeepSpeed
+    unless the ``ACCELERATE_*`` variables say otherwise).
+
+    Returns:
+        the folder of the last saved state (``work_dir/checkpoint-{end_step}``).
+    """
+    import os
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from tav_pipeline.train.families import DTYPES, family_for, resolve_device
+    from tav_pipeline.train.latents import (
+        CachedClips,
+        StreamSampler,
+        VideoClips,
+        collate,
+        max_sequence_length,
+        plan_clips,
+        read_index,
+        train_items,
+    )
+
+    cfg = TrainConfig.from_dict(plan.config)
+    job = plan.job
+    work = Path(plan.work_dir)
+    deepspeed = _uses_deepspeed()
+    if deepspeed and not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        _skip_cpu_shm_kernel()
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        project_config=ProjectConfiguration(project_dir=str(work)),
+        # under `accelerate launch` the launch config picks the device (cpu=True would turn
+        # DeepSpeed off); in-process, honour train.diffusers.device
+        cpu=resolve_device(cfg.diffusers.device).type == "cpu" and not deepspeed,
+    )
+    log.info(
+        "accelerate state: %s, device %s, mixed precision %s",
+        accelerator.distributed_type,
+        accelerator.device,
+        accelerator.mixed_precision,
+    )
+    set_seed(cfg.seed)
+    if cfg.diffusers.allow_tf32 and torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = True
+
+    d = cfg.diffusers
+    family = family_for(plan.pretrained, d.revision, cfg.prediction_type)
+    scheduler = family.load_scheduler(plan.pretrained, d.revision)
+    transformer = family.load_transformer(plan.pretrained, d.revision)
+    trainer = prepare_trainer(cfg, accelerator, family, scheduler, transformer, total_steps=job.end_step)
+    model_config = trainer.model_config
+    step = 0
+    if plan.resume_dir:
+        accelerator.load_state(plan.resume_dir)
+        step = plan.resume_step
+        log.info("resumed at step %d from %s", step, plan.resume_dir)
+
+    # Data: cached latents, or videos encoded every step.
+    encoders = None
+    if plan.latents_dir:
+        index = read_index(plan.latents_dir, cfg, plan.pretrained)
+        dataset: Any = CachedClips(plan.latents_dir, index, cfg.seed, cfg.text_drop_prob)
+        scaling = float(index["scaling_factor"])
+    else:
+        plans, _ = plan_clips(train_items(json.loads(Path(plan.tav_json).read_text())), cfg)
+        dataset = VideoClips(plans, cfg)
+        encoders = family.load_encoders(plan.pretrained, d.revision, accelerator.device, DTYPES[d.encode_dtype])
+        scaling = family.latent_scaling(encoders)
+        seq_len = max_sequence_length(cfg, model_config)
+    sampler = StreamSampler(step, job.end_step, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=d.dataloader_num_workers,
+        generator=torch.Generator(),
+        persistent_workers=False,
+    )
+    save_steps = set(job.save_steps(cfg.checkpointing_steps))
+    rows = _previous_losses(plan.resume_dir)
+    started = time.time()
+    bar = tqdm(
+        total=job.end_step,
+        initial=step,
+        desc=f"train epochs {job.start_epoch}->{job.end_epoch}",
+        unit="step",
+        disable=not accelerator.is_local_main_process,
+    )
+    log_every = max(1, job.steps_per_epoch // 10)
+    for batch in loader:
+        t0 = time.time()
+        if encoders is None:
+            latents = family.sample_latents(batch["params"].to(accelerator.device), scaling)
+            embeds = batch["embeds"].to(accelerator.device)
+        else:
+            latents = family.sample_latents(family.encode_video(encoders, batch["video"]), scaling)
+            embeds = family.encode_prompts(encoders, list(batch["prompt"]), seq_len)
+        loss, weights, timesteps = trainer.step(latents, embeds)
+        step += 1
+        value = float(accelerator.gather(loss.detach().reshape(1)).mean())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss is {value} at step {step}")
+        rows.append(
+            {
+                "step": step,
+                "epoch": round(job.epoch_at(step), 4),
+                "loss": value,
+                "timestep": int(timesteps[0]),
+                "weight": float(weights[0]),
+                "lr": trainer.lr_scheduler.get_last_lr()[0],
+                "clip": int(batch["clip"][0]),
+                "dropped": int(bool(batch["dropped"][0])),
+                "seconds": round(time.time() - t0, 4),
+            }
+        )
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if step % log_every == 0:
+            log.info(
+                "step %d (epoch %.2f): loss %.5f, t=%d, w=%.4f",
+                step,
+                job.epoch_at(step),
+                value,
+                int(timesteps[0]),
+                float(weights[0]),
+            )
+        if step in save_steps:
+            _save(accelerator, work, step, plan, cfg, rows, time.time() - started)
+    bar.close()
+    if step != job.end_step:
+        raise RuntimeError(f"the data stream ended at step {step}, expected {job.end_step}")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return work / f"{ckpt.PREFIX}{job.end_step}"
+
+
+def _previous_losses(resume_dir: str) -> list[dict[str, Any]]:
+    if not resume_dir or not (Path(resume_dir) / ckpt.LOSSES_FILE).is_file():
+        return []
+    with (Path(resume_dir) / ckpt.LOSSES_FILE).open() as handle:
+        return list(csv.DictReader(handle, delimiter="\t"))
+
+
+def _save(
+    accelerator: Any,
+    work: Path,
+    step: int,
+    plan: TrainPlan,
+    cfg: TrainConfig,
+    rows: list[dict[str, Any]],
+    seconds: float,
+) -> Path:
+    """Save a resumable state as ``checkpoint-{step}``; ``train_state.json`` goes last."""
+    path = work / f"{ckpt.PREFIX}{step}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        with (path / ckpt.LOSSES_FILE).open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=LOSS_COLUMNS, delimiter="\t")
+            writer.writeheader()
+            writer.writerows(rows)
+        ckpt.TrainState(
+            model=cfg.model,
+            backend="diffusers",
+            epoch=step // plan.steps_per_epoch if step % plan.steps_per_epoch == 0 else -1,
+            global_step=step,
+            steps_per_epoch=plan.steps_per_epoch,
+            usable_clips=plan.usable_clips,
+            base=plan.pretrained,
+            resumed_from=plan.resume_dir,
+            seconds=round(seconds, 2),
+            settings=plan.config,
+        ).write(path)
+        ckpt.rotate(work, keep=1)
+        log.info("saved %s", path)
+    accelerator.wait_for_everyone()
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the launched process: ``python -m tav_pipeline.train.loop plan.json``."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if len(args) != 1:
+        log.error("usage: python -m tav_pipeline.train.loop PLAN_JSON")
+        return 2
+    run_training(TrainPlan.read(args[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

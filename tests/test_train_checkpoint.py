@@ -1,0 +1,131 @@
+"""Checkpoint layout, epoch arithmetic and where a job resumes, plus the launch files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tav_pipeline.errors import MissingAssetError
+from tav_pipeline.train import checkpoint as ckpt
+from tav_pipeline.train.accelerate_config import deepspeed_config, write_launch_files
+from tav_pipeline.train.config import TrainConfig
+
+
+def _state(folder: Path, step: int, spe: int = 10) -> Path:
+    folder.mkdir(parents=True)
+    ckpt.TrainState(
+        model="m",
+        backend="diffusers",
+        epoch=step // spe,
+        global_step=step,
+        steps_per_epoch=spe,
+        usable_clips=spe,
+        base="b",
+    ).write(folder)
+    return folder
+
+
+def test_epoch_job_steps() -> None:
+    job = ckpt.EpochJob(16, 24, 450)
+    assert (job.start_step, job.end_step) == (7200, 10800)
+    assert job.save_steps() == [7650 + 450 * i for i in range(8)]
+    assert ckpt.EpochJob(0, 1, 4).save_steps(every=3) == [3, 4]
+
+
+def test_resume_source_prefers_leftovers_then_previous_epoch(tmp_path: Path) -> None:
+    job = ckpt.EpochJob(1, 3, 10)
+    work = tmp_path / "work"
+    prev = _state(tmp_path / "epoch_1", 10)
+    assert ckpt.resume_source(work, prev, job) == (10, prev)
+    (work / "checkpoint-20").mkdir(parents=True)  # incomplete: no train_state.json
+    assert ckpt.resume_source(work, prev, job) == (10, prev)
+    left = _state(work / "checkpoint-25", 25)
+    assert ckpt.resume_source(work, prev, job) == (25, left)
+    assert ckpt.resume_source(tmp_path / "none", None, ckpt.EpochJob(0, 1, 10)) == (0, None)
+    with pytest.raises(MissingAssetError, match="train_model"):
+        ckpt.resume_source(tmp_path / "none", None, job)
+    with pytest.raises(MissingAssetError, match="step 10"):
+        ckpt.resume_source(tmp_path / "none", prev, ckpt.EpochJob(1, 2, 12))  # the split changed
+
+
+def test_rotate_unlinks_links_and_keeps_the_latest(tmp_path: Path) -> None:
+    target = _state(tmp_path / "elsewhere", 10)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "checkpoint-10").symlink_to(target, target_is_directory=True)
+    _state(work / "checkpoint-20", 20)
+    _state(work / "checkpoint-30", 30)
+    removed = ckpt.rotate(work, keep=1)
+    assert sorted(p.name for p in removed) == ["checkpoint-10", "checkpoint-20"]
+    assert target.is_dir() and [p.name for p in work.iterdir()] == ["checkpoint-30"]
+    with pytest.raises(MissingAssetError, match="generate.weights"):
+        ckpt.weights_dir(work / "checkpoint-30", "ema")
+
+
+def test_launch_files_single_process_zero2(tmp_path: Path) -> None:
+    cfg = TrainConfig()
+    ds = deepspeed_config(cfg)
+    assert ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    assert (ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["gradient_clipping"]) == (
+        1,
+        1,
+        1.0,
+    )
+    files = write_launch_files(tmp_path, cfg, use_cpu=False, port=29600)
+    acc = yaml.safe_load(files.accelerate_yaml.read_text())
+    assert (acc["distributed_type"], acc["num_processes"], acc["num_machines"], acc["use_cpu"]) == (
+        "DEEPSPEED",
+        1,
+        1,
+        False,
+    )
+    assert Path(acc["deepspeed_config"]["deepspeed_config_file"]) == files.deepspeed_json.resolve()  # type: ignore[union-attr]
+    assert json.loads(files.deepspeed_json.read_text()) == json.loads(json.dumps(ds))  # type: ignore[union-attr]
+    plain = write_launch_files(tmp_path / "plain", TrainConfig.from_dict({"distributed": "plain"}), use_cpu=True)
+    assert (
+        plain.deepspeed_json is None and yaml.safe_load(plain.accelerate_yaml.read_text())["distributed_type"] == "NO"
+    )
+    accelerate = pytest.importorskip("accelerate.commands.config.config_args")
+    loaded = accelerate.load_config_from_file(str(files.accelerate_yaml))
+    assert loaded.num_processes == 1 and loaded.deepspeed_config["deepspeed_config_file"].endswith(
+        "deepspeed_zero2.json"
+    )
+
+
+def test_rule_targets_follow_the_config() -> None:
+    from tav_pipeline.train import targets
+
+    train = TrainConfig().to_dict()
+    generate = {"groups": ["A", "B", "C"], "baseline": True}
+    assert targets.checkpoint_targets("results", train) == [
+        f"results/checkpoints/opensora_plan/epoch_{e}" for e in (16, 24, 36)
+    ]
+    assert targets.previous_checkpoint("results", train, "opensora_plan", "24") == [
+        "results/checkpoints/opensora_plan/epoch_16"
+    ]
+    assert targets.previous_checkpoint("results", train, "opensora_plan", 16) == []
+    assert targets.generation_checkpoints(train, generate) == ["baseline", "epoch_16", "epoch_24", "epoch_36"]
+    assert len(targets.generated_targets("results", train, generate)) == 12
+    assert targets.generated_targets("results", train, generate)[0] == "results/generated/opensora_plan/baseline/A"
+    assert targets.checkpoint_input("results", "m", "baseline") == [] and targets.checkpoint_input(
+        "results", "m", "epoch_2"
+    ) == ["results/checkpoints/m/epoch_2"]
+    assert targets.model_inputs(train) == [
+        train["opensora"]["repo"],
+        train["opensora"]["pretrained"],
+        train["opensora"]["ae_path"],
+    ]
+    diffusers = TrainConfig.from_dict({"backend": "diffusers"}).to_dict()
+    assert targets.diffusers_model_input(diffusers) == ["resources/diffusers/CogVideoX-2b"]
+    assert targets.fetches_diffusers_model(diffusers, "results/demo/tiny_cogvideox")
+    hub = TrainConfig.from_dict({"backend": "diffusers", "diffusers": {"pretrained": "THUDM/CogVideoX-2b"}}).to_dict()
+    assert targets.diffusers_model_input(hub) == [] and not targets.fetches_diffusers_model(
+        hub, "results/demo/tiny_cogvideox"
+    )
+    tiny = TrainConfig.from_dict(
+        {"backend": "diffusers", "diffusers": {"pretrained": "results/demo/tiny_cogvideox"}}
+    ).to_dict()
+    assert not targets.fetches_diffusers_model(tiny, "results/demo/tiny_cogvideox")

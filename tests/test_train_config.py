@@ -1,0 +1,122 @@
+"""The train: / generate: settings: paper defaults, named choices, unknown keys, and the schema
+fragments agreeing with the dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tav_pipeline.errors import ConfigError
+from tav_pipeline.train.config import OPENSORA_COMMIT, GenerateConfig, TrainConfig
+
+FRAGMENTS = Path(__file__).resolve().parents[1] / "rules" / "schemas" / "fragments"
+
+
+def test_defaults_are_the_papers_section_4() -> None:
+    c = TrainConfig()
+    assert (
+        c.backend == "opensora" and c.opensora.commit == OPENSORA_COMMIT == "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
+    )
+    assert (c.num_frames, c.height, c.width, c.fps, c.sample_rate) == (33, 256, 256, 8, 1)
+    assert (c.batch_size, c.learning_rate, c.lr_scheduler, c.mixed_precision) == (1, 1e-5, "constant", "bf16")
+    assert (c.use_ema, c.ema_decay, c.ema_start_step, c.gradient_checkpointing) == (True, 0.9999, 0, True)
+    assert (c.snr_gamma, c.prediction_type, c.text_drop_prob) == (5.0, "v_prediction", 0.1)
+    assert (c.distributed, c.zero_stage, c.epochs, c.epoch_steps) == ("deepspeed", 2, (16, 24, 36), "dataset")
+    o = c.opensora
+    assert (o.ae, o.text_encoder_name_1, o.model, o.sparse1d, o.sparse_n) == (
+        "WFVAEModel_D8_4x8x8",
+        "google/mt5-xxl",
+        "OpenSoraT2V_v1_3-2B/122",
+        True,
+        4,
+    )
+    assert (o.interpolation_scale_t, o.interpolation_scale_h, o.interpolation_scale_w) == (1.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"learnig_rate": 1e-5},
+        {"diffusers": {"pretrain": "x"}},
+        {"opensora": {"sparse": 4}},
+        {"backend": "jax"},
+        {"num_frames": 32},
+        {"epoch_steps": "epoch"},
+        {"epoch_steps": 0},
+        {"epochs": [16, 16]},
+        {"zero_stage": 3},
+        {"height": 250},
+        {"model": "a/b"},
+        {"opensora": {"relaunch": "always"}},
+    ],
+)
+def test_bad_train_settings_raise_config_error(bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict(bad)
+
+
+def test_bad_generate_settings_raise_config_error() -> None:
+    for bad in (
+        {"seeds": 1},
+        {"diffusers": {"steps": 2}},
+        {"opensora": {"method": "DDIM"}},
+        {"weights": "best"},
+        {"groups": []},
+    ):
+        with pytest.raises(ConfigError):
+            GenerateConfig.from_dict(bad)
+
+
+def test_epoch_steps_choice_and_previous_epoch() -> None:
+    dataset = TrainConfig()
+    assert dataset.steps_per_epoch(450) == 450
+    assert dataset.steps_per_epoch(450, world_size=2) == 225
+    literal = TrainConfig.from_dict({"epoch_steps": 100})
+    assert literal.steps_per_epoch(450) == 100
+    assert [dataset.previous_epoch(e) for e in (16, 24, 36, 20)] == [0, 16, 24, 16]
+    with pytest.raises(ConfigError):
+        TrainConfig.from_dict({"batch_size": 8}).steps_per_epoch(4)
+
+
+def _schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, sub in schema["properties"].items():
+        if sub.get("type") == "object" and "properties" in sub:
+            out[key] = _schema_defaults(sub)
+        else:
+            out[key] = sub["default"]
+    return out
+
+
+def _normalise(d: Any) -> Any:
+    if isinstance(d, dict):
+        return {k: _normalise(v) for k, v in d.items()}
+    if isinstance(d, (list, tuple)):
+        return [_normalise(v) for v in d]
+    return d
+
+
+def test_schema_fragments_match_the_dataclasses() -> None:
+    train = yaml.safe_load((FRAGMENTS / "train.yaml").read_text())["train"]
+    generate = yaml.safe_load((FRAGMENTS / "generate.yaml").read_text())["generate"]
+    assert _normalise(_schema_defaults(train)) == _normalise(TrainConfig().to_dict())
+    assert _normalise(_schema_defaults(generate)) == _normalise(asdict(GenerateConfig()))
+
+
+def test_config_block_validates_and_is_the_default() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = {"type": "object", "additionalProperties": False, "properties": {}}
+    for name in ("train.yaml", "generate.yaml"):
+        schema["properties"].update(yaml.safe_load((FRAGMENTS / name).read_text()))
+    block = yaml.safe_load((FRAGMENTS / "train.config.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(block)
+    assert _normalise(TrainConfig.from_dict(block["train"]).to_dict()) == _normalise(TrainConfig().to_dict())
+    assert _normalise(asdict(GenerateConfig.from_dict(block["generate"]))) == _normalise(asdict(GenerateConfig()))
+    demo = yaml.safe_load((FRAGMENTS / "demo-train.overrides.yaml").read_text())
+    demo_schema = dict(schema, additionalProperties=True)
+    jsonschema.Draft202012Validator(demo_schema).validate(demo)
+    assert TrainConfig.from_dict(demo["train"]).backend == "diffusers"

@@ -1,0 +1,161 @@
+"""The diffusers trainer on the tiny CogVideoX, for real: EMA from step 0, the min-SNR weights it
+logs, and resumption giving exactly what an uninterrupted run gives."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+pytest.importorskip("accelerate")
+
+from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from tav_pipeline.train import checkpoint as ckpt  # noqa: E402
+from tav_pipeline.train.loop import train_model_step  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    with OneThread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_tiny_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def tav_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_tav(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def latents(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return shared_latents(tmp_path_factory)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "diffusion_pytorch_model.safetensors"))
+
+
+def _train(tmp: Path, tav: Path, lat: Path, model: Path, epochs: list[int], **over: object) -> dict[int, Path]:
+    train = tiny_train(model, epochs=epochs, **over)
+    out, previous = {}, None
+    for e in sorted(epochs):
+        out[e] = tmp / f"epoch_{e}"
+        train_model_step(
+            tav, lat, previous, out[e], tmp / f"work_{e}", train, e, launch=False, losses_tsv=tmp / f"losses_{e}.tsv"
+        )
+        previous = out[e]
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_jobs(
+    tmp_path_factory: pytest.TempPathFactory, tav_json: Path, latents: Path, tiny_model: Path
+) -> dict[int, Path]:
+    """Epoch 1 and epoch 2 (one step each), two jobs: the second resumes from the first."""
+    torch.set_num_threads(1)
+    return _train(tmp_path_factory.mktemp("two"), tav_json, latents, tiny_model, [1, 2], epoch_steps=1)
+
+
+def test_checkpoint_layout_and_state(two_jobs: dict[int, Path]) -> None:
+    second = two_jobs[2]
+    for sub in ("model", "model_ema"):
+        assert (second / sub / "config.json").is_file()
+    state = ckpt.TrainState.read(second)
+    assert (state.epoch, state.global_step, state.steps_per_epoch, state.usable_clips) == (2, 2, 1, 4)
+    assert state.resumed_from == str(two_jobs[1])
+    rows = list(csv.DictReader((second / "losses.tsv").open(), delimiter="\t"))
+    assert [int(r["step"]) for r in rows] == [1, 2]  # the loss history carries over
+
+
+def test_ema_starts_at_step_zero_and_resumes_its_decay(two_jobs: dict[int, Path]) -> None:
+    w1, e1 = _weights(two_jobs[1] / "model"), _weights(two_jobs[1] / "model_ema")
+    w2, e2 = _weights(two_jobs[2] / "model"), _weights(two_jobs[2] / "model_ema")
+    # EMAModel's decay at its first step is 0: the EMA equals the weights after step 1
+    assert all(torch.equal(w1[k], e1[k]) for k in w1)
+    # step 2: decay min((1 + 1) / (10 + 1), 0.9999) = 2/11, with the EMA state restored by the resumed job
+    d = 2.0 / 11.0
+    changed = 0
+    for k in w2:
+        assert torch.allclose(e2[k], d * e1[k] + (1 - d) * w2[k], atol=1e-6), k
+        changed += int(not torch.equal(w2[k], w1[k]))
+    assert changed > 0  # the optimizer did move the weights
+
+
+def test_logged_weights_are_min_snr_5(two_jobs: dict[int, Path], tiny_model: Path) -> None:
+    from diffusers import CogVideoXDDIMScheduler
+
+    scheduler = CogVideoXDDIMScheduler.from_pretrained(str(tiny_model), subfolder="scheduler")
+    for row in csv.DictReader((two_jobs[2] / "losses.tsv").open(), delimiter="\t"):
+        a = float(scheduler.alphas_cumprod[int(row["timestep"])])
+        snr = a / (1 - a)
+        assert float(row["weight"]) == pytest.approx(min(snr, 5.0) / (snr + 1), rel=1e-4)
+        assert float(row["lr"]) == pytest.approx(1e-5)
+
+
+def test_resuming_gives_what_one_uninterrupted_job_gives(
+    two_jobs: dict[int, Path], tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path
+) -> None:
+    one = _train(tmp_path, tav_json, latents, tiny_model, [2], epoch_steps=1)[2]
+    assert ckpt.TrainState.read(one).global_step == 2
+    for sub in ("model", "model_ema"):
+        a, b = _weights(one / sub), _weights(two_jobs[2] / sub)
+        assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a), sub
+    rows_one = list(csv.DictReader((one / "losses.tsv").open(), delimiter="\t"))
+    rows_two = list(csv.DictReader((two_jobs[2] / "losses.tsv").open(), delimiter="\t"))
+    assert [(r["timestep"], r["clip"]) for r in rows_one] == [(r["timestep"], r["clip"]) for r in rows_two]
+
+
+def test_a_failed_job_resumes_mid_epoch_from_its_leftover(
+    tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path
+) -> None:
+    import dataclasses
+
+    from tav_pipeline.train.config import TrainConfig
+    from tav_pipeline.train.loop import plan_job, run_training
+
+    cfg = TrainConfig.from_dict(tiny_train(tiny_model, epochs=[1]))
+    work = tmp_path / "work"
+    plan = plan_job(tav_json, latents, None, work, cfg, 1)
+    assert (plan.resume_step, plan.job.end_step) == (0, 4)
+    run_training(dataclasses.replace(plan, steps_per_epoch=2))  # saves step 2, then "dies"
+    (work / "checkpoint-3").mkdir()  # a half-written save is never picked
+    again = plan_job(tav_json, latents, None, work, cfg, 1)
+    assert (again.resume_step, Path(again.resume_dir).name) == (2, "checkpoint-2")
+    resumed = run_training(again)
+    fresh = run_training(plan_job(tav_json, latents, None, tmp_path / "fresh", cfg, 1))
+    for sub in ("model", "model_ema"):
+        a, b = _weights(resumed / sub), _weights(fresh / sub)
+        assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a), sub
+
+
+@pytest.mark.slow
+def test_accelerate_launch_with_deepspeed_zero2_on_cpu(
+    tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path
+) -> None:
+    """The rule's path: ``accelerate launch`` + single-process DeepSpeed ZeRO-2 (here on the CPU)."""
+    pytest.importorskip("deepspeed")
+    train = tiny_train(tiny_model, epochs=[1], distributed="deepspeed")
+    state = train_model_step(
+        tav_json,
+        latents,
+        None,
+        tmp_path / "epoch_1",
+        tmp_path / "work",
+        train,
+        1,
+        threads=1,
+        losses_tsv=tmp_path / "losses.tsv",
+    )
+    assert state.global_step == 4
+    assert (tmp_path / "epoch_1" / "pytorch_model").is_dir()  # DeepSpeed's engine checkpoint (optimizer partitions)
+    assert (tmp_path / "epoch_1" / "model_ema" / "config.json").is_file() and (tmp_path / "losses.tsv").is_file()
