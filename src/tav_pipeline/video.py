@@ -21,6 +21,7 @@ from typing import Any, Literal
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from tav_pipeline.errors import BadVideoError, MissingAssetError
 
@@ -30,6 +31,11 @@ Resize = Literal["decoder", "opencv"]
 """Where frames are downscaled: inside libswscale while converting from YUV (``decoder``, fast),
 or with ``cv2.resize(INTER_LINEAR)`` on the full-size BGR frame (``opencv``, bit-identical to
 PySceneDetect's own downscaling)."""
+
+Interpolation = Literal["bilinear", "point", "area"]
+"""libswscale's filter for ``resize="decoder"``: ``bilinear`` (smooth), ``point`` (nearest pixel,
+fastest; at PySceneDetect's 2-3x downscale it tracks ``cv2.INTER_LINEAR``, which also reads only
+the pixels next to each sample point), ``area``."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ def iter_frames(
     *,
     width: int | None = None,
     resize: Resize = "decoder",
+    interpolation: Interpolation = "bilinear",
     pixel_format: Literal["bgr24", "rgb24"] = "bgr24",
     threads: bool = True,
 ) -> Iterator[Frame]:
@@ -151,6 +158,7 @@ def iter_frames(
         width: downscale so the frame is this wide (PySceneDetect's rule, see
             :func:`processing_size`); ``None`` keeps the decoded size.
         resize: see :data:`Resize`.
+        interpolation: see :data:`Interpolation` (``decoder`` resizing only).
         pixel_format: layout of :attr:`Frame.image`.
         threads: let libavcodec decode with frame threads.
 
@@ -165,6 +173,11 @@ def iter_frames(
         if threads:
             stream.thread_type = "AUTO"
         offset = _start_offset(container, stream)
+        # One reformatter per file keeps its SwsContext (filter tables, threads) between frames;
+        # to_ndarray(width=...) builds a new one per frame, which costs more than the scaling.
+        # threads=1: the decoder's frame threads already use the cores.
+        reformatter = VideoReformatter()
+        flags = interpolation.upper()
         size: tuple[int, int] | None = None
         index = 0
         try:
@@ -176,14 +189,16 @@ def iter_frames(
                 time = (float(frame.time) - offset) if frame.time is not None else index / float(
                     stream.average_rate or 25
                 )
-                if resize == "decoder" or size == (frame.width, frame.height):
-                    image = frame.to_ndarray(
-                        format=pixel_format, width=size[0], height=size[1], interpolation="BILINEAR"
-                    )
+                image: np.ndarray
+                if size == (frame.width, frame.height):
+                    image = reformatter.reformat(frame, format=pixel_format, threads=1).to_ndarray()
+                elif resize == "decoder":
+                    image = reformatter.reformat(
+                        frame, format=pixel_format, width=size[0], height=size[1], interpolation=flags, threads=1
+                    ).to_ndarray()
                 else:
-                    image = cv2.resize(
-                        frame.to_ndarray(format=pixel_format), size, interpolation=cv2.INTER_LINEAR
-                    )
+                    full = reformatter.reformat(frame, format=pixel_format, threads=1).to_ndarray()
+                    image = cv2.resize(full, size, interpolation=cv2.INTER_LINEAR)
                 yield Frame(index=index, time=time, image=image)
                 index += 1
         except (av.error.FFmpegError, ValueError) as exc:
