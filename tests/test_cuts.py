@@ -213,7 +213,7 @@ def test_result_round_trip(clips: dict[str, Clip], tmp_path: Path) -> None:
 def test_config_from_dict() -> None:
     cfg = CutConfig.from_dict({"threshold": 30, "weights": {"hue": 0, "saturation": 1, "value": 2}})
     assert cfg.weights == (0.0, 1.0, 2.0) and cfg.threshold == 30
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         CutConfig.from_dict({"treshold": 30})
     with pytest.raises(ConfigError):
         CutConfig(weights=(0.0, 0.0, 0.0))

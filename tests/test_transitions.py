@@ -127,7 +127,7 @@ def test_dispatcher_and_config(videos: dict[str, tuple[Path, object]]) -> None:
     assert result.detector == "robust" and [c.frame for c in result.cuts] == [2]
     cfg = RobustConfig.from_dict({"candidate_threshold": 12, "blend_scales": [4, 8, 16]})
     assert cfg.candidate_threshold == 12 and cfg.blend_scales == (4, 8, 16)
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         RobustConfig.from_dict({"treshold": 1})
     with pytest.raises(ConfigError):
         RobustConfig(candidate_threshold=40.0)
