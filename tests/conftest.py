@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -66,3 +69,35 @@ def make_video(video_dir: Path) -> MakeVideo:
         return cache[name]
 
     return make
+
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "envs", "profiles"]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """Copy the workflow (not its results) into ``dest`` so a run there starts cold."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo profile run once, cold, to its default target in a copy of the workflow.
+    Tests read its results; the SLURM test copies it and reruns part of it on a cluster."""
+    work = copy_workflow(tmp_path_factory.mktemp("demo") / "local")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAV_SLURM_")}
+    proc = subprocess.run(
+        SNAKEMAKE + ["--profile", "profiles/demo", "--cores", "2"],
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=1800,
+    )
+    (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    return work

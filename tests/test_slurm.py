@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import av
 import pytest
 import yte
 
@@ -33,7 +34,6 @@ PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 CLUSTER = ROOT / "tests" / "slurm" / "cluster.sh"
 LIST_RULES = ROOT / "tests" / "slurm" / "list_rules.py"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "envs", "profiles"]
 SLURM_BINARIES = ["munged", "slurmctld", "slurmd", "slurmdbd", "sbatch", "sacct", "scontrol", "mariadbd"]
 MARK = "# Written by tests/slurm/cluster.sh"
 TEST_ACCOUNT = "tavtest"  # made by cluster.sh
@@ -43,6 +43,10 @@ SITE = {"TAV_SLURM_ACCOUNT": TEST_ACCOUNT, "TAV_SLURM_MEM_MB": "1000", "TAV_SLUR
 # Outputs that differ between any two runs: timings (JSON keys, TSV/CSV columns) and the folder
 # the run happened in.
 TIMING_KEYS = {"seconds"}
+# Generated videos are not reproducible even between two local runs (the demo's random tiny
+# CogVideoX turns float noise into pixel differences of up to ~27/255 in some videos): compared by
+# frame count and size only. Every other output, the trained weights included, byte for byte.
+NOT_REPRODUCIBLE = {"generated": ".mp4"}  # results/<folder>/**/*<suffix>
 
 
 def render_profile(environ: dict[str, str]) -> dict[str, Any]:
@@ -211,17 +215,6 @@ class Runs:
     slurm_started: float
 
 
-def copy_workflow(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dest / name)
-    return dest
-
-
 def run(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
     proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, check=False, timeout=1500)
@@ -251,7 +244,7 @@ def targets(rules: list[dict[str, Any]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def runs(cluster: Path, rules: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> Runs:
+def runs(cluster: Path, rules: list[dict[str, Any]], demo_workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """The demo run locally; then, in a copy of that run, the workflow run again through
     profiles/slurm on the cluster, forced to refetch one video that makes a clip.
 
@@ -262,8 +255,7 @@ def runs(cluster: Path, rules: list[dict[str, Any]], tmp_path_factory: pytest.Te
     """
     base = tmp_path_factory.mktemp("slurm-demo")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAV_SLURM_")}
-    local = copy_workflow(base / "local")
-    run(SNAKEMAKE + ["--profile", "profiles/demo", *targets(rules)], local, env, base / "local.log")
+    local = demo_workdir
 
     slurm = base / "slurm"
     shutil.copytree(local, slurm, symlinks=True)
@@ -318,6 +310,12 @@ def test_cpu_jobs_ran_in_the_default_partition_without_a_gpu(runs: Runs, rules: 
 def canonical(path: Path, workdirs: tuple[Path, ...]) -> str:
     """A file's content hash, ignoring timing fields and the folders that the runs happened in
     (the SLURM run's copy of the demo corpus table still names the local run's folder)."""
+    parts = path.parts
+    stage = parts[parts.index("results") + 1] if "results" in parts[:-1] else None
+    if NOT_REPRODUCIBLE.get(stage or "") == path.suffix:
+        with av.open(str(path)) as container:
+            shapes = [frame.to_ndarray(format="rgb24").shape for frame in container.decode(video=0)]
+        return f"{len(shapes)} frames of {sorted(set(shapes))}"
     data = path.read_bytes()
     for workdir in workdirs:
         for prefix in {str(workdir.resolve()), str(workdir)}:

@@ -133,9 +133,13 @@ stop() {
     [ -f "$STATE/pids" ] || { echo "cluster.sh: nothing recorded in $STATE/pids"; return 0; }
     # Cancel what still runs (a failed test may leave jobs), then stop the daemons in reverse
     # order of start, waiting for each PID to go before the next.
-    local name pid
-    if grep -q "^slurmctld " "$STATE/pids" && squeue -h -o %i >/dev/null 2>&1; then
-        scancel --full $(squeue -h -o %i) 2>/dev/null || true
+    local name pid jobs=""
+    if grep -q "^slurmctld " "$STATE/pids"; then
+        jobs=$(squeue -h -o %i 2>/dev/null || true)
+    fi
+    if [ -n "$jobs" ]; then
+        # shellcheck disable=SC2086  # one job id a word
+        scancel --full $jobs 2>/dev/null || true
         wait_for 20 sh -c '[ -z "$(squeue -h -o %i)" ]' || echo "cluster.sh: jobs still listed after scancel" >&2
     fi
     tac "$STATE/pids" | while read -r name pid; do
