@@ -17,6 +17,8 @@ include: "rules/captions.smk"
 include: "rules/dataset.smk"
 include: "rules/train.smk"
 include: "rules/generate.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -26,4 +28,5 @@ rule all:
         R("sample_categories.csv"),
         TT.checkpoint_targets(RESULTS, TRAIN),
         TT.generated_targets(RESULTS, TRAIN, GEN),
+        R("table2.csv"),
     default_target: True

@@ -61,6 +61,14 @@ def test_report_is_self_contained_and_matches_the_tables(inputs: tuple[pd.DataFr
     assert "Table 1" in html and "CogVideoX" in html and "1.480" in html
 
 
+def test_a_dimension_not_run_shows_a_dash_not_a_difference(inputs: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
+    summary, per_video = inputs
+    summary = summary.assign(overall_consistency=float("nan"), vbench_dimensions="aesthetic_quality;dynamic_degree;imaging_quality")
+    html = report.render_report(tmp_path / "r.html", summary, per_video, CONFIG, [], versions={}).read_text()
+    assert '<span class="ours">—</span><span class="paper">paper 0.045</span>' in html
+    assert "VBench dimensions not run: overall_consistency" in html
+
+
 def test_report_step_reads_the_rule_files(inputs: tuple[pd.DataFrame, pd.DataFrame], tmp_path: Path) -> None:
     summary, per_video = inputs
     summary.to_csv(tmp_path / "summary.csv", index=False)
@@ -80,5 +88,5 @@ def test_versions_and_config() -> None:
     versions = report.collect_versions(("numpy", "surely-not-a-package"))
     assert versions["numpy"] and versions["surely-not-a-package"] == "not installed" and versions["python"].count(".") == 2
     assert report.ReportConfig.from_dict({"settings": ["cuts"]}).settings == ("cuts",)
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         report.ReportConfig.from_dict({"colour": "red"})

@@ -100,7 +100,7 @@ def test_config_inherits_cuts_and_rejects_unknown_keys() -> None:
     config = SegmentsConfig.from_dict({"mode": None, "threshold": None, "min_scene_len": None}, cuts)
     assert (config.mode, config.cuts.threshold, config.cuts.min_scene_len, config.cuts.weights) == ("paper", 30.0, 10, (1.0, 0.5, 1.0))
     assert config.requested("A") == 1 and config.requested("C") == 2
-    with pytest.raises(ConfigError, match="unknown keys"):
+    with pytest.raises(ConfigError, match="unknown key"):
         SegmentsConfig.from_dict({"treshold": 3}, cuts)
     with pytest.raises(ConfigError, match="mode"):
         SegmentsConfig.from_dict({"mode": "magic"}, cuts)
