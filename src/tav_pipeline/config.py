@@ -17,7 +17,9 @@ from tav_pipeline.errors import ConfigError
 
 def check_keys(section: str, data: Mapping[str, Any], cls: type) -> None:
     """Raise :class:`ConfigError` naming ``section.key`` for the first key of ``data`` that is not
-    a field of the dataclass ``cls``."""
+    a field of the dataclass ``cls``, or when ``data`` is not a mapping at all."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(section, f"expected a mapping, got {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:

@@ -23,10 +23,11 @@ Every number defaults to the paper's value. Where the paper is ambiguous the key
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 
 Backend = Literal["opensora", "diffusers"]
@@ -41,15 +42,6 @@ OPENSORA_COMMIT = "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
 def is_local(pretrained: str) -> bool:
     """A local folder, as opposed to a hub id (``owner/name``, which is fetched into the hub cache)."""
     return Path(pretrained).exists() or pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1
-
-
-def check_keys(cls: type, d: dict[str, Any], key: str) -> None:
-    """Raise :class:`ConfigError` naming ``key`` when ``d`` has keys that ``cls`` does not define."""
-    if not isinstance(d, dict):
-        raise ConfigError(key, f"expected a mapping, got {type(d).__name__}")
-    extra = set(d) - {f.name for f in fields(cls)}
-    if extra:
-        raise ConfigError(key, f"unknown keys {sorted(extra)}")
 
 
 @dataclass(frozen=True)
@@ -246,13 +238,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        check_keys(cls, d, "train")
+        check_keys("train", d, cls)
         d = dict(d)
         if "diffusers" in d:
-            check_keys(DiffusersConfig, d["diffusers"], "train.diffusers")
+            check_keys("train.diffusers", d["diffusers"], DiffusersConfig)
             d["diffusers"] = DiffusersConfig(**d["diffusers"])
         if "opensora" in d:
-            check_keys(OpenSoraConfig, d["opensora"], "train.opensora")
+            check_keys("train.opensora", d["opensora"], OpenSoraConfig)
             osp = dict(d["opensora"])
             osp["extra_args"] = tuple(str(a) for a in osp.get("extra_args", ()))
             d["opensora"] = OpenSoraConfig(**osp)
@@ -311,15 +303,15 @@ class GenerateConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GenerateConfig:
-        check_keys(cls, d, "generate")
+        check_keys("generate", d, cls)
         d = dict(d)
         if "groups" in d:
             d["groups"] = tuple(str(g) for g in d["groups"])
         if "diffusers" in d:
-            check_keys(DiffusersSampling, d["diffusers"], "generate.diffusers")
+            check_keys("generate.diffusers", d["diffusers"], DiffusersSampling)
             d["diffusers"] = DiffusersSampling(**d["diffusers"])
         if "opensora" in d:
-            check_keys(OpenSoraSampling, d["opensora"], "generate.opensora")
+            check_keys("generate.opensora", d["opensora"], OpenSoraSampling)
             osp = dict(d["opensora"])
             osp["extra_args"] = tuple(str(a) for a in osp.get("extra_args", ()))
             d["opensora"] = OpenSoraSampling(**osp)
