@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, TavError
+from tav_pipeline.records import read_json_object
 from tav_pipeline.video import frames_at, seconds
 
 log = logging.getLogger(__name__)
@@ -157,16 +158,6 @@ def choose_keyframes(frames: int, fps: float, cut_frame: int, cfg: KeyframeConfi
     return chosen[0], chosen[1]
 
 
-def _read_json(path_or_record: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(path_or_record, Mapping):
-        return dict(path_or_record)
-    with open(path_or_record, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict):
-        raise TavError(f"{path_or_record}: expected a JSON object")
-    return data
-
-
 def extract_keyframes(
     clip_mp4: str | Path,
     sidecar: str | Path | Mapping[str, Any],
@@ -196,7 +187,7 @@ def extract_keyframes(
             :func:`tav_pipeline.video.frames_at`, or ``encode_failed`` when a PNG cannot be written.
         TavError: the sidecar lacks a needed key or its status is not ``ok``.
     """
-    meta = _read_json(sidecar)
+    meta = read_json_object(sidecar)
     missing = [k for k in ("frames", "fps", "cut_frame_in_clip") if k not in meta]
     if missing:
         raise TavError(f"{sidecar if not isinstance(sidecar, Mapping) else clip_mp4}: sidecar lacks {missing}")
@@ -667,12 +658,12 @@ def records_from_keyframes(
     if validations is not None:
         passed = set()
         for obj in validations:
-            rec = _read_json(obj)
+            rec = read_json_object(obj)
             if rec.get("passed") is True:
                 passed.add(str(rec["video"]))
     out = []
     for obj in keyframes:
-        rec = _read_json(obj)
+        rec = read_json_object(obj)
         video = str(rec["video"])
         if passed is not None and video not in passed:
             continue

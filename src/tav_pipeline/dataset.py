@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import BadVideoError, ConfigError, TavError
+from tav_pipeline.records import read_json_object
 from tav_pipeline.video import count_frames, probe
 
 log = logging.getLogger(__name__)
@@ -382,20 +383,10 @@ def assign_splits(videos: Iterable[str], cfg: SplitConfig) -> SplitResult:
 # --------------------------------------------------------------------------------------------------
 
 
-def _load(obj: str | Path | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    with open(obj, encoding="utf-8") as handle:
-        data = json.load(handle)
-    if not isinstance(data, dict):
-        raise TavError(f"{obj}: expected a JSON object")
-    return data
-
-
 def _by_video(records: Iterable[str | Path | Mapping[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for obj in records:
-        rec = _load(obj)
+        rec = read_json_object(obj)
         if "video" not in rec:
             raise TavError(f"{kind} record without 'video': {obj if not isinstance(obj, Mapping) else rec}")
         video = str(rec["video"])
@@ -626,7 +617,7 @@ def export_opensora(
         BadVideoError: a clip is not ``.mp4`` (``not_mp4``), is missing (``missing_file``), unreadable,
             or has no frame rate (``no_fps``).
     """
-    data = _load(tav)
+    data = read_json_object(tav)
     items = [it for it in data["items"] if it.get("split") == split]
     if not items:
         raise TavError(f"split {split!r} of the TAV dataset is empty; nothing to export")
