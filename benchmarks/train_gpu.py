@@ -210,15 +210,15 @@ def worker(mode: str, steps: int, warmup: int, smoke: bool, windows: int) -> dic
         sync()
         t0 = time.perf_counter()
         if encoders is None:
-            params_cached = torch.randn(1, latent_frames, 2 * channels, h, w, device=device)
-            latents = family.sample_latents(params_cached, 1.15258426)
+            moments = torch.randn(1, latent_frames, 2 * channels, h, w, device=device)
             embeds = torch.randn(1, seq_len, 32 if smoke else 4096, device=device)
         else:
-            latents = family.sample_latents(family.encode_video(encoders, video), 1.15258426)
+            moments = family.encode_video(encoders, video)
             embeds = family.encode_prompts(encoders, [PROMPT], seq_len)
             sync()
             t_enc = time.perf_counter() - t0
-        loss, _, _ = trainer.step(latents, embeds)
+        latents, noise, timesteps = trainer.draws(moments, [i], 1.15258426)
+        loss, _ = trainer.step(latents, noise, timesteps, embeds)
         float(loss.detach())
         sync()
         if i >= warmup:

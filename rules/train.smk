@@ -3,12 +3,18 @@
 # (the paper's setup); backend "diffusers" post-trains a diffusers text-to-video pipeline with the
 # same recipe, from text and VAE latents cached once. Epoch N's job resumes from the configured
 # epoch before it, so the epochs train one after another.
+#
+# A training job runs train.num_gpus data-parallel processes (paper: 1), one per GPU, under
+# DeepSpeed ZeRO-2. It holds that many of `--resources gpu=K` on a workstation, and on SLURM asks
+# for `gres: gpu:<type>:<num_gpus>` itself (the type as TAV_SLURM_GPU_GRES names it, default
+# h200): the count is a workflow setting, which profiles/slurm cannot see.
 import re
 
 from tav_pipeline.train import targets as TT
 
 TRAIN = config["train"]
 TRAIN_MODEL = re.escape(TRAIN["model"])
+TRAIN_GPUS = TT.training_gpus(TRAIN)
 TINY_COGVIDEOX = R("demo/tiny_cogvideox")
 
 
@@ -88,9 +94,11 @@ if TRAIN["backend"] == "diffusers":
         wildcard_constraints:
             model=TRAIN_MODEL,
             epoch=r"\d+",
-        threads: 1
+        # one CPU thread per process: the work is on the GPUs
+        threads: TRAIN_GPUS
         resources:
-            gpu=1,
+            gpu=TRAIN_GPUS,
+            gres=TT.slurm_gres(TRAIN_GPUS),
         log:
             log_path("train_model", "{model}/epoch_{epoch}"),
         benchmark:
@@ -147,9 +155,11 @@ else:
         wildcard_constraints:
             model=TRAIN_MODEL,
             epoch=r"\d+",
-        threads: 8
+        # Open-Sora-Plan's 8 dataloader workers per process
+        threads: 8 * TRAIN_GPUS
         resources:
-            gpu=1,
+            gpu=TRAIN_GPUS,
+            gres=TT.slurm_gres(TRAIN_GPUS),
         log:
             log_path("train_opensora", "{model}/epoch_{epoch}"),
         benchmark:

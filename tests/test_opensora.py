@@ -46,10 +46,12 @@ V131_SAMPLE_FLAGS = set(
 FAKE_TRAINER = r"""
 import json, os, sys
 args = sys.argv[1:]
+launcher = globals().get("LAUNCHER", {})  # what `accelerate launch --config_file` was given
 with open(os.environ["FAKE_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\n")
+    log.write(json.dumps(args + [x for k, v in launcher.items() for x in (f"--launcher_{k}", str(v))]) + "\n")
 def flag(name):
     return args[args.index(name) + 1]
+per_step = int(flag("--train_batch_size")) * int(launcher.get("num_processes", 1))
 out = flag("--output_dir")
 root, annotation = open(flag("--data")).read().strip().split(",")
 n = len(json.load(open(annotation)))
@@ -58,7 +60,7 @@ print(f"before filter: {n}, after filter: {kept}, use_ratio: 100.0%", flush=True
 done = [int(d.split("-")[1]) for d in os.listdir(out) if d.startswith("checkpoint")]
 step = max(done) if done and flag("--resume_from_checkpoint") == "latest" else 0
 every, limit = int(flag("--checkpointing_steps")), int(flag("--max_train_steps"))
-for _ in range(kept):  # ONE pass over the data per launch, batch size 1
+for _ in range(kept // per_step):  # ONE pass over the data per launch, batch x processes clips a step
     if step >= limit:
         break
     step += 1
@@ -89,8 +91,15 @@ open(os.path.join(out, f"{method}_gs{gs}_s{steps}.mp4"), "w").write("grid")
 def _stub(folder: Path, name: str, body: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    if name == "accelerate":  # `accelerate launch --config_file X SCRIPT ...`: drop the launcher's part
-        body = "import sys\nsys.argv = [sys.argv[0]] + sys.argv[5:]\n" + body
+    if name == "accelerate":  # `accelerate launch --config_file X SCRIPT ...`: read X, drop the launcher's part
+        body = (
+            "import json, sys, yaml\n"
+            "acc = yaml.safe_load(open(sys.argv[3]))\n"
+            "ds = json.load(open(acc['deepspeed_config']['deepspeed_config_file']))\n"
+            "LAUNCHER = {'num_processes': acc['num_processes'], 'gpu_ids': acc.get('gpu_ids'),"
+            " 'train_batch_size': ds['train_batch_size'], 'stage': ds['zero_optimization']['stage']}\n"
+            "sys.argv = [sys.argv[0]] + sys.argv[5:]\n"
+        ) + body
     path.write_text(f"#!{sys.executable}\n" + body)
     path.chmod(0o755)
     return path
@@ -376,6 +385,9 @@ def test_launch_plans_make_every_epoch_end_a_save() -> None:
         (launch.max_train_steps, launch.repeat)
         for launch in osp.plan_launches(ckpt.EpochJob(0, 2, 100), 450, "per_epoch")
     ] == [(100, 1), (200, 1)]
+    # 8 GPUs x batch 1: 100 steps take 800 clips, two copies of the 450
+    (eight,) = osp.plan_launches(ckpt.EpochJob(0, 1, 100), 450, "per_epoch", global_batch=8)
+    assert (eight.max_train_steps, eight.repeat) == (100, 2)
 
 
 @pytest.mark.parametrize("relaunch", ["per_epoch", "repeat"])
@@ -406,6 +418,51 @@ def test_training_relaunches_until_each_epoch_is_saved(
     assert (final / "model_ema" / "config.json").is_file() and ckpt.TrainState.read(final).epoch == 3
     assert json.loads((final / "opensora_plan.json").read_text())["usable"] == 5
     assert not (tmp_path / "work3").exists() and (tmp_path / "ck" / "epoch_1" / "model" / "config.json").is_file()
+
+
+def test_training_on_n_gpus_launches_n_processes_with_the_global_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, assets: dict[str, Any]
+) -> None:
+    import torch
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    items = [_item(clips, f"long{i}", seconds=10) for i in range(9)]  # one 33x256x256 bucket
+    (tmp_path / "tav_train.json").write_text(json.dumps(items))
+    data_txt = tmp_path / "data.txt"
+    data_txt.write_text(f"{clips},{tmp_path / 'tav_train.json'}\n")
+    _stub(tmp_path / "bin", "accelerate", FAKE_TRAINER)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
+    train = {**assets, "epochs": [1, 2], "num_gpus": 2, "lr_scaling": "linear"}
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="launches 2 process.*sees 1 GPU"):
+        osp.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    first = osp.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
+    # 9 clips, 2 processes x batch 1: 4 steps make an epoch (one pass; the odd clip waits)
+    assert (first.global_step, first.steps_per_epoch, first.num_processes, first.learning_rate) == (4, 4, 2, 2e-5)
+    (call,) = [_flags(json.loads(line)) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
+    assert (call["--launcher_num_processes"], call["--launcher_gpu_ids"], call["--launcher_train_batch_size"]) == (
+        "2",
+        "all",
+        "2",
+    )
+    assert (call["--launcher_stage"], call["--train_batch_size"], call["--learning_rate"]) == ("2", "1", "2e-05")
+    assert (call["--max_train_steps"], call["--checkpointing_steps"]) == ("4", "4")
+
+    # ZeRO's optimizer partitions resume only with as many processes
+    with pytest.raises(ConfigError, match="trained by 2 process.*train.num_gpus: 2"):
+        osp.train_opensora_step(
+            data_txt, tmp_path / "ck" / "epoch_1", tmp_path / "ck" / "epoch_2", tmp_path / "work2",
+            {**train, "num_gpus": 1}, 2,
+        )
+    second = osp.train_opensora_step(
+        data_txt, tmp_path / "ck" / "epoch_1", tmp_path / "ck" / "epoch_2", tmp_path / "work2", train, 2
+    )
+    assert (second.global_step, second.num_processes) == (8, 2)
 
 
 def test_a_different_count_from_the_trainer_stops_it(

@@ -2,7 +2,7 @@
 run through it on a real one-node SLURM cluster, checked against SLURM's own records.
 
 The cluster (tests/slurm/cluster.sh) is Debian's SLURM 22.05 on localhost with munge, slurmdbd
-and a private MariaDB; its one node offers one GPU of type h200 (on /dev/null) in the partition
+and a private MariaDB; its one node offers two GPUs of type h200 (on /dev/null, /dev/zero) in the partition
 `gpu`. It needs root and the packages that .ci/slurm-setup installs: without them the cluster
 tests are skipped, except under CI, where they fail.
 """
@@ -96,7 +96,7 @@ def rules() -> list[dict[str, Any]]:
 # --- the profile -------------------------------------------------------------------------------
 
 
-def test_profile_sends_gpu_rules_to_the_gpu_partition_with_one_h200() -> None:
+def test_profile_sends_gpu_rules_to_the_gpu_partition_with_one_h200(rules: list[dict[str, Any]]) -> None:
     profile = render_profile({})
     assert profile["executor"] == "slurm"
     defaults = profile["default-resources"]
@@ -108,11 +108,29 @@ def test_profile_sends_gpu_rules_to_the_gpu_partition_with_one_h200() -> None:
     for name, resources in gpu_rules.items():
         # Quoted so that Snakemake keeps them as strings rather than evaluating them.
         assert resources["slurm_partition"] == "'gpu'", name
-        assert resources["gres"] == "'gpu:h200:1'", name
+        # The training rules name their own gres (their GPU count is train.num_gpus).
+        assert resources.get("gres") == (None if name in TRAINING_RULES else "'gpu:h200:1'"), name
         # gres alone asks for the GPU: sbatch rejects --gres=gpu:h200:1 with --gpus=1.
         assert resources["gpu"] == 0, name
         assert resources["runtime"] >= defaults["runtime"], name
     assert gpu_rules["train_model"]["runtime"] > gpu_rules["caption_scenes"]["runtime"]
+    training = [r for r in rules if r["name"] in TRAINING_RULES]
+    assert {r["name"] for r in training} == TRAINING_RULES
+    for rule in training:  # the paper's (and the demo's) one GPU
+        assert (rule["resources"]["gres"], rule["resources"]["gpu"]) == ("gpu:h200:1", 1), rule
+
+
+@pytest.mark.parametrize("backend", ["diffusers", "opensora"])
+def test_training_rules_ask_for_train_num_gpus_of_the_sites_gpu_type(backend: str) -> None:
+    config = {"train": {"backend": backend, "num_gpus": 4}}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAV_SLURM_")} | {"TAV_SLURM_GPU_GRES": "gpu:a100:1"}
+    proc = subprocess.run(
+        [sys.executable, str(LIST_RULES), str(ROOT), "--configfile", str(ROOT / "config.yaml"), "--config", json.dumps(config)],
+        capture_output=True, text=True, check=False, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (rule,) = [r for r in json.loads(proc.stdout) if r["name"] in TRAINING_RULES]
+    assert (rule["resources"]["gres"], rule["resources"]["gpu"]) == ("gpu:a100:4", 4), rule
 
 
 def test_site_settings_override_the_profile_one_at_a_time() -> None:
@@ -133,8 +151,8 @@ def test_site_settings_override_the_profile_one_at_a_time() -> None:
     assert (defaults["slurm_account"], defaults["slurm_partition"]) == ("'proj42'", "'short'")
     assert (defaults["runtime"], defaults["mem_mb"]) == (15, 500)
     train = profile["set-resources"]["train_model"]
-    assert (train["slurm_partition"], train["gres"], train["runtime"]) == ("'h200q'", "'gpu:h200:2'", 30)
-    assert train["mem_mb"] == 250000
+    assert (train["slurm_partition"], train["runtime"], train["mem_mb"]) == ("'h200q'", 30, 250000)
+    assert profile["set-resources"]["generate_videos"]["gres"] == "'gpu:h200:2'"
     # A rule's own setting beats the one for all GPU rules; what was not set keeps its default.
     caption = profile["set-resources"]["caption_scenes"]
     assert (caption["runtime"], caption["mem_mb"]) == (45, render_profile({})["set-resources"]["caption_scenes"]["mem_mb"])
@@ -355,3 +373,35 @@ def test_slurm_outputs_are_the_local_runs(runs: Runs) -> None:
     workdirs = (runs.slurm, runs.local)
     different = [str(p) for p in runs.changed if canonical(runs.slurm / p, workdirs) != canonical(runs.local / p, workdirs)]
     assert not different, f"SLURM's outputs differ from the local run's: {different}"
+
+
+@pytest.mark.slow
+def test_training_on_two_gpus_gets_two_from_slurm_and_runs_two_processes(
+    runs: Runs, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """train.num_gpus: 2 in a copy of the SLURM run: the epoch-1 job asks SLURM for gres
+    gpu:h200:2, is granted both (and a CPU per process), and trains in two DeepSpeed ZeRO-2
+    processes (on the node's CPUs), which save one optimizer partition each."""
+    work = tmp_path_factory.mktemp("slurm-2gpu") / "run"
+    shutil.copytree(runs.slurm, work, symlinks=True)
+    (work / "gpus2.yaml").write_text("train:\n  num_gpus: 2\n")  # nested --config values arrive as strings
+    before = {j.job_id for j in sacct_jobs()}
+    epoch = work / "results" / "checkpoints" / "tiny_cogvideox" / "epoch_1"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAV_SLURM_")}
+    run(
+        SNAKEMAKE + ["--profile", "profiles/demo", "--profile", "profiles/slurm",
+                     "--slurm-init-seconds-before-status-checks", "2",
+                     "--configfile", "config.yaml", "profiles/demo/overrides.yaml", "gpus2.yaml",
+                     "--", str(epoch.relative_to(work))],
+        work, env | SITE, work / "slurm-2gpu.log",
+    )
+    (job,) = [j for j in sacct_jobs() if j.job_id not in before and j.rule == "train_model"]
+    assert (job.partition, job.state) == ("gpu", "COMPLETED"), job
+    for tres in (job.req_tres, job.alloc_tres):
+        assert {"gres/gpu:h200=2", "cpu=2"} <= set(tres.split(",")), job
+    shown = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True, check=True).stdout
+    assert "TresPerNode=gres:gpu:h200:2" in shown, shown
+    state = json.loads((epoch / "train_state.json").read_text())
+    assert (state["num_processes"], state["global_step"]) == (2, 2)  # 4 clips, global batch 2
+    partitions = sorted(p.name for p in (epoch / "pytorch_model").glob("zero_pp_rank_*"))
+    assert partitions == [f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)]

@@ -1,5 +1,5 @@
-"""The train: / generate: settings: paper defaults, named choices, unknown keys, and the schema
-fragments agreeing with the dataclasses."""
+"""The train: / generate: settings: paper defaults, named choices, unknown keys, and the config
+schema and config.yaml agreeing with the dataclasses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import yaml
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.train.config import OPENSORA_COMMIT, GenerateConfig, TrainConfig
 
-FRAGMENTS = Path(__file__).resolve().parents[1] / "rules" / "schemas" / "fragments"
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "rules" / "schemas" / "config.schema.yaml"
 
 
 def test_defaults_are_the_papers_section_4() -> None:
@@ -52,6 +53,9 @@ def test_defaults_are_the_papers_section_4() -> None:
         {"height": 250},
         {"model": "a/b"},
         {"opensora": {"relaunch": "always"}},
+        {"num_gpus": 0},
+        {"lr_scaling": "cubic"},
+        {"num_gpus": 2, "distributed": "plain"},
     ],
 )
 def test_bad_train_settings_raise_config_error(bad: dict[str, Any]) -> None:
@@ -74,12 +78,24 @@ def test_bad_generate_settings_raise_config_error() -> None:
 def test_epoch_steps_choice_and_previous_epoch() -> None:
     dataset = TrainConfig()
     assert dataset.steps_per_epoch(450) == 450
-    assert dataset.steps_per_epoch(450, world_size=2) == 225
     literal = TrainConfig.from_dict({"epoch_steps": 100})
     assert literal.steps_per_epoch(450) == 100
     assert [dataset.previous_epoch(e) for e in (16, 24, 36, 20)] == [0, 16, 24, 16]
     with pytest.raises(ConfigError):
         TrainConfig.from_dict({"batch_size": 8}).steps_per_epoch(4)
+
+
+def test_gpu_count_sets_the_global_batch_the_epoch_and_the_learning_rate() -> None:
+    eight = TrainConfig.from_dict({"num_gpus": 8, "batch_size": 2})
+    assert eight.global_batch_size == 16
+    assert eight.steps_per_epoch(450) == 28  # one pass: 450 // 16, the last 2 clips wait for the next pass
+    assert TrainConfig.from_dict({"num_gpus": 8, "epoch_steps": 100}).steps_per_epoch(450) == 100
+    assert eight.effective_learning_rate == 1e-5  # lr_scaling: none
+    assert TrainConfig.from_dict({"num_gpus": 8, "lr_scaling": "linear"}).effective_learning_rate == pytest.approx(8e-5)
+    assert TrainConfig.from_dict({"num_gpus": 4, "lr_scaling": "sqrt"}).effective_learning_rate == pytest.approx(2e-5)
+    assert TrainConfig.from_dict({"lr_scaling": "linear"}).effective_learning_rate == 1e-5  # one process: the paper's
+    with pytest.raises(ConfigError, match="3 x 2 process"):
+        TrainConfig.from_dict({"num_gpus": 2, "batch_size": 3}).steps_per_epoch(5)
 
 
 def _schema_defaults(schema: dict[str, Any]) -> dict[str, Any]:
@@ -100,23 +116,21 @@ def _normalise(d: Any) -> Any:
     return d
 
 
-def test_schema_fragments_match_the_dataclasses() -> None:
-    train = yaml.safe_load((FRAGMENTS / "train.yaml").read_text())["train"]
-    generate = yaml.safe_load((FRAGMENTS / "generate.yaml").read_text())["generate"]
+def test_schema_defaults_match_the_dataclasses() -> None:
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]
+    train, generate = schema["train"], schema["generate"]
     assert _normalise(_schema_defaults(train)) == _normalise(TrainConfig().to_dict())
     assert _normalise(_schema_defaults(generate)) == _normalise(asdict(GenerateConfig()))
 
 
 def test_config_block_validates_and_is_the_default() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = {"type": "object", "additionalProperties": False, "properties": {}}
-    for name in ("train.yaml", "generate.yaml"):
-        schema["properties"].update(yaml.safe_load((FRAGMENTS / name).read_text()))
-    block = yaml.safe_load((FRAGMENTS / "train.config.yaml").read_text())
+    schema = yaml.safe_load(SCHEMA.read_text())
+    block = yaml.safe_load((ROOT / "config.yaml").read_text())
     jsonschema.Draft202012Validator(schema).validate(block)
     assert _normalise(TrainConfig.from_dict(block["train"]).to_dict()) == _normalise(TrainConfig().to_dict())
     assert _normalise(asdict(GenerateConfig.from_dict(block["generate"]))) == _normalise(asdict(GenerateConfig()))
-    demo = yaml.safe_load((FRAGMENTS / "demo-train.overrides.yaml").read_text())
+    demo = yaml.safe_load((ROOT / "profiles" / "demo" / "overrides.yaml").read_text())
     demo_schema = dict(schema, additionalProperties=True)
     jsonschema.Draft202012Validator(demo_schema).validate(demo)
     assert TrainConfig.from_dict(demo["train"]).backend == "diffusers"

@@ -159,3 +159,59 @@ def test_accelerate_launch_with_deepspeed_zero2_on_cpu(
     assert state.global_step == 4
     assert (tmp_path / "epoch_1" / "pytorch_model").is_dir()  # DeepSpeed's engine checkpoint (optimizer partitions)
     assert (tmp_path / "epoch_1" / "model_ema" / "config.json").is_file() and (tmp_path / "losses.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_train_as_one_process_with_twice_the_batch(
+    tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path
+) -> None:
+    """``train.num_gpus: 2`` on the CPU: two DeepSpeed ZeRO-2 processes (gloo) through the rule's
+    ``accelerate launch``. Each process takes its half of the global batch and ZeRO-2 averages the
+    gradients and steps its half of the optimizer state, so 2 processes x batch 1 must train as
+    1 process x batch 2: the same samples, losses and weights."""
+    pytest.importorskip("deepspeed")
+    from tav_pipeline.errors import ConfigError
+
+    def run(processes: int, batch: int, epoch: int, previous: Path | None, out: Path) -> ckpt.TrainState:
+        train = tiny_train(tiny_model, epochs=[1, 2], distributed="deepspeed", num_gpus=processes, batch_size=batch)
+        return train_model_step(
+            tav_json, latents, previous, out / f"epoch_{epoch}", out / f"work_{epoch}", train, epoch,
+            threads=2, losses_tsv=out / f"losses_{epoch}.tsv",
+        )
+
+    two = run(2, 1, 1, None, tmp_path / "two")
+    one = run(1, 2, 1, None, tmp_path / "one")
+    # 4 train clips, global batch 2: an epoch is 2 steps
+    assert (two.global_step, two.steps_per_epoch, two.num_processes) == (2, 2, 2)
+    assert (one.global_step, one.steps_per_epoch, one.num_processes) == (2, 2, 1)
+    partitions = sorted(p.name for p in (tmp_path / "two" / "epoch_1" / "pytorch_model").glob("zero_pp_rank_*"))
+    assert partitions == [f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)]
+
+    rows_two = list(csv.DictReader((tmp_path / "two" / "losses_1.tsv").open(), delimiter="\t"))
+    rows_one = list(csv.DictReader((tmp_path / "one" / "losses_1.tsv").open(), delimiter="\t"))
+    assert [(r["timestep"], r["clip"], r["dropped"]) for r in rows_two] == [
+        (r["timestep"], r["clip"], r["dropped"]) for r in rows_one
+    ]
+    assert [float(r["loss"]) for r in rows_two] == pytest.approx([float(r["loss"]) for r in rows_one], rel=1e-5)
+    for sub in ("model", "model_ema"):
+        a, b = _weights(tmp_path / "two" / "epoch_1" / sub), _weights(tmp_path / "one" / "epoch_1" / sub)
+        # The key norm's bias shifts every logit of a query alike, so softmax makes its gradient
+        # exactly zero; Adam then steps it by +-lr on the sign of float noise. Every other weight agrees.
+        differ = [k for k in a if not torch.allclose(a[k], b[k], atol=1e-6, rtol=0)]
+        assert all(k.endswith("attn1.norm_k.bias") for k in differ), (sub, differ)
+
+    # the next epoch resumes with as many processes; another count is refused before launching
+    with pytest.raises(ConfigError, match="trained by 2 process"):
+        run(1, 2, 2, tmp_path / "two" / "epoch_1", tmp_path / "two")
+    second = run(2, 1, 2, tmp_path / "two" / "epoch_1", tmp_path / "two")
+    assert (second.global_step, second.num_processes, second.epoch) == (4, 2, 2)
+    rows = list(csv.DictReader((tmp_path / "two" / "losses_2.tsv").open(), delimiter="\t"))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_several_processes_need_the_launcher(tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path) -> None:
+    from tav_pipeline.errors import ConfigError
+
+    train = tiny_train(tiny_model, epochs=[1], distributed="deepspeed", num_gpus=2)
+    with pytest.raises(ConfigError, match="launcher"):
+        train_model_step(tav_json, latents, None, tmp_path / "e1", tmp_path / "w", train, 1, launch=False)

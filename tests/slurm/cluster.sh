@@ -4,7 +4,7 @@
 #   tests/slurm/cluster.sh start STATE_DIR   # munged, MariaDB, slurmdbd, slurmctld, slurmd
 #   tests/slurm/cluster.sh stop STATE_DIR    # stops each daemon by the PID it recorded
 #
-# The node offers one GPU of type h200 (on /dev/null) in the partition `gpu`; `cpu` is the
+# The node offers two GPUs of type h200 (on /dev/null and /dev/zero) in the partition `gpu`; `cpu` is the
 # default partition. Accounting goes through slurmdbd into a private MariaDB under STATE_DIR
 # (loopback port $SLURM_TEST_DB_PORT, default 33061), so `sacct` answers as on a production
 # cluster and the executor plugin polls it unchanged.

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 

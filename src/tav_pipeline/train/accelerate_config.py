@@ -1,5 +1,7 @@
-"""Launch files for ``accelerate launch``: a single-process accelerate config and the DeepSpeed
-ZeRO stage-2 JSON it points at (paper section 4: "DeepSpeed ZeRO stage 2, single process").
+"""Launch files for ``accelerate launch``: an accelerate config for ``train.num_gpus`` processes on
+one machine (paper section 4: "DeepSpeed ZeRO stage 2, single process") and the DeepSpeed ZeRO
+stage-2 JSON it points at. With N processes ZeRO-2 shards the optimizer state and the gradients N
+ways; the micro batch stays ``train.batch_size`` and ``train_batch_size`` is N times it.
 
 Both backends use them. The DeepSpeed JSON follows Open-Sora-Plan's own
 ``scripts/accelerate_configs/zero2.json`` (bf16 from the accelerator's mixed precision, fp32
@@ -7,13 +9,14 @@ communication, overlapped and contiguous gradients, 5e8 reduce buckets) with the
 the gradient clipping written out, since the diffusers trainer prepares no dataloader through
 accelerate.
 
-DeepSpeed also runs on a CPU (``DS_ACCELERATOR=cpu``, gloo): that is how the demo trains. The
-accelerate config then says ``use_cpu: true``.
+DeepSpeed also runs on a CPU (``DS_ACCELERATOR=cpu``, gloo), in one process or several: that is
+how the demo trains. The accelerate config then says ``use_cpu: true``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +87,8 @@ def accelerate_config(
     }
     if deepspeed_json is not None:
         d["deepspeed_config"] = {"deepspeed_config_file": str(Path(deepspeed_json).resolve())}
-    if not use_cpu and num_processes == 1:
-        d["gpu_ids"] = "0"
+    if not use_cpu:
+        d["gpu_ids"] = "0" if num_processes == 1 else "all"
     return d
 
 
@@ -111,6 +114,29 @@ def write_launch_files(
     acc = accelerate_config(ds_path, use_cpu=use_cpu, num_processes=num_processes, port=port or free_port())
     acc_path.write_text(yaml.safe_dump(acc, sort_keys=False))
     return LaunchFiles(acc_path, ds_path, use_cpu)
+
+
+def check_gpus(needed: int, rule: str) -> int:
+    """Fail early, naming the setting, when this job sees fewer GPUs than it launches processes
+    (e.g. a SLURM job granted ``gpu:h200:1`` while ``train.num_gpus`` asks for 8). Returns the
+    number of visible GPUs (not counted for one process: the trainer then says itself when it
+    finds no GPU)."""
+    if needed <= 1:
+        return needed
+    import torch
+
+    from tav_pipeline.errors import ConfigError
+
+    visible = torch.cuda.device_count()
+    if visible < needed:
+        shown = os.environ.get("CUDA_VISIBLE_DEVICES")
+        raise ConfigError(
+            "train.num_gpus",
+            f"rule {rule} launches {needed} process(es), one per GPU, but this job sees {visible} GPU(s)"
+            + (f" (CUDA_VISIBLE_DEVICES={shown})" if shown is not None else "")
+            + "; on SLURM the training rules ask for gres gpu:<type>:<train.num_gpus>",
+        )
+    return visible
 
 
 def launch_env(use_cpu: bool) -> dict[str, str]:

@@ -55,6 +55,13 @@ class TrainState:
     seconds: float = 0.0
     """Wall time of the job that wrote this state."""
     settings: dict[str, Any] = field(default_factory=dict)
+    num_processes: int = 1
+    """Data-parallel processes that trained it (``train.num_gpus``): DeepSpeed's ZeRO optimizer
+    state is saved in that many partitions and resumes only with as many processes."""
+    learning_rate: float = 0.0
+    """The rate the optimizer used (``train.learning_rate`` scaled by ``train.lr_scaling``)."""
+    peak_gpu_memory_gib: list[float] = field(default_factory=list)
+    """Peak memory allocated on each process's GPU so far in the job (diffusers backend; empty on a CPU)."""
 
     def write(self, folder: str | Path) -> Path:
         path = Path(folder) / STATE_FILE
@@ -134,10 +141,14 @@ def latest_checkpoint(work_dir: str | Path, after_step: int = -1) -> tuple[int, 
 
 
 def resume_source(
-    work_dir: str | Path, previous_epoch_dir: str | Path | None, job: EpochJob
+    work_dir: str | Path, previous_epoch_dir: str | Path | None, job: EpochJob, num_processes: int | None = None
 ) -> tuple[int, Path | None]:
     """Where a job starts: the latest state a failed run of this job left in ``work_dir``, else
     the previous epoch's folder, else nothing (the pretrained model).
+
+    Arguments:
+        num_processes: the processes this job runs (``train.num_gpus``); a state saved by another
+            number is refused (its ZeRO optimizer partitions do not load). ``None``: not checked.
 
     Returns:
         ``(step, folder)``; ``(0, None)`` for a fresh start.
@@ -145,10 +156,12 @@ def resume_source(
     Raises:
         MissingAssetError: the previous epoch's folder is required (``job.start_epoch`` > 0) but
             incomplete.
+        ConfigError: the state was trained with another number of processes.
     """
     latest = latest_checkpoint(work_dir, after_step=job.start_step)
     if latest is not None and latest[0] <= job.end_step:
         log.info("resuming from %s (step %d, left by an earlier run of this job)", latest[1], latest[0])
+        check_processes(latest[1], num_processes, f"or delete {Path(work_dir)} to restart this job")
         return latest
     if job.start_epoch == 0:
         return 0, None
@@ -159,6 +172,7 @@ def resume_source(
             "the previous epoch's checkpoint is needed to resume",
         )
     state = TrainState.read(previous_epoch_dir) if (Path(previous_epoch_dir) / STATE_FILE).is_file() else None
+    check_processes(previous_epoch_dir, num_processes, "or retrain from the first epoch")
     if state is not None and state.global_step != job.start_step:
         raise MissingAssetError(
             previous_epoch_dir,
@@ -168,6 +182,22 @@ def resume_source(
             "retrain from the first epoch",
         )
     return job.start_step, Path(previous_epoch_dir)
+
+
+def check_processes(folder: str | Path, num_processes: int | None, remedy: str) -> None:
+    """Refuse to resume ``folder`` with another number of processes than trained it (its
+    ``train_state.json`` says how many; ``num_processes`` ``None``: no check)."""
+    from tav_pipeline.errors import ConfigError
+
+    if num_processes is None or not (Path(folder) / STATE_FILE).is_file():
+        return
+    saved = TrainState.read(folder).num_processes
+    if saved != num_processes:
+        raise ConfigError(
+            "train.num_gpus",
+            f"{folder} was trained by {saved} process(es), this job runs {num_processes}: DeepSpeed's ZeRO "
+            f"optimizer state resumes only with as many processes; set train.num_gpus: {saved} {remedy}",
+        )
 
 
 def rotate(work_dir: str | Path, keep: int = 1) -> list[Path]:

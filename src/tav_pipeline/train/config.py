@@ -15,6 +15,15 @@ Every number defaults to the paper's value. Where the paper is ambiguous the key
 ``opensora.rescale_betas_zero_snr``
     Not named by the paper; the official v1.3 training and sampling scripts pass it, and the v1.3
     checkpoint was trained with it, so it defaults to on.
+``num_gpus``, ``lr_scaling``
+    The paper trains in one process. ``num_gpus: N`` runs N data-parallel processes (one per GPU;
+    with ``device: cpu``, N CPU processes) under DeepSpeed ZeRO-2, which then shards the optimizer
+    state and the gradients N ways. ``batch_size`` stays per process, so one optimizer step takes
+    ``batch_size x N`` clips (the global batch). With ``epoch_steps: dataset`` an epoch stays one
+    pass over the data, i.e. ``usable_clips // (batch_size x N)`` steps; an integer ``epoch_steps``
+    stays that many steps, each of the global batch. The learning rate is ``learning_rate`` as
+    given (``lr_scaling: none``, as Open-Sora-Plan without ``--scale_lr``), or multiplied by ``N``
+    (``linear``) or by ``sqrt(N)`` (``sqrt``), so that ``learning_rate`` stays the rate of one process.
 ``opensora.drop_short_ratio``
     Not named by the paper; ``0.0`` as in the official v1.3 script (clips shorter than
     ``num_frames`` train on the longest 4k+1 frames they have, down to 29). The argparse default of
@@ -23,6 +32,7 @@ Every number defaults to the paper's value. Where the paper is ambiguous the key
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +42,7 @@ from tav_pipeline.errors import ConfigError
 
 Backend = Literal["opensora", "diffusers"]
 Distributed = Literal["deepspeed", "plain"]
+LrScaling = Literal["none", "linear", "sqrt"]
 Window = Literal["random", "cut"]
 
 OPENSORA_TAG = "v1.3.1"
@@ -171,6 +182,10 @@ class TrainConfig:
     text_drop_prob: float = 0.1
     distributed: Distributed = "deepspeed"
     zero_stage: int = 2
+    num_gpus: int = 1
+    """Data-parallel training processes, one per GPU (paper: 1). On a CPU, processes."""
+    lr_scaling: LrScaling = "none"
+    """How the learning rate follows ``num_gpus``: ``none``, ``linear`` (x N), ``sqrt`` (x sqrt N)."""
     checkpointing_steps: int = 0
     """Extra resumable saves every this many steps inside a training job (diffusers backend);
     0: only at epoch ends."""
@@ -206,6 +221,14 @@ class TrainConfig:
             raise ConfigError("train.distributed", f"unknown value {self.distributed!r} (deepspeed or plain)")
         if self.zero_stage not in (0, 1, 2):
             raise ConfigError("train.zero_stage", "must be 0, 1 or 2 (stage 3 would shard the EMA-tracked weights)")
+        if self.num_gpus < 1:
+            raise ConfigError("train.num_gpus", f"must be >= 1, got {self.num_gpus}")
+        if self.lr_scaling not in ("none", "linear", "sqrt"):
+            raise ConfigError("train.lr_scaling", f"unknown value {self.lr_scaling!r} (none, linear or sqrt)")
+        if self.num_gpus > 1 and self.distributed == "plain":
+            raise ConfigError(
+                "train.num_gpus", "several processes need train.distributed: deepspeed (plain runs one process)"
+            )
         if self.snr_gamma < 0 or self.learning_rate <= 0 or not 0 < self.ema_decay < 1:
             raise ConfigError("train", "snr_gamma must be >= 0, learning_rate > 0, 0 < ema_decay < 1")
 
@@ -218,15 +241,27 @@ class TrainConfig:
         before = [e for e in self.sorted_epochs if e < epoch]
         return before[-1] if before else 0
 
-    def steps_per_epoch(self, usable_clips: int, world_size: int = 1) -> int:
-        """Optimizer steps in one epoch: one pass over ``usable_clips`` (``dataset``) or ``epoch_steps``."""
+    @property
+    def global_batch_size(self) -> int:
+        """Clips per optimizer step: ``batch_size`` per process times ``num_gpus`` processes."""
+        return self.batch_size * self.num_gpus
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """The rate the optimizer uses: ``learning_rate`` scaled for ``num_gpus`` by ``lr_scaling``."""
+        factor = {"none": 1.0, "linear": float(self.num_gpus), "sqrt": math.sqrt(self.num_gpus)}[self.lr_scaling]
+        return self.learning_rate * factor
+
+    def steps_per_epoch(self, usable_clips: int) -> int:
+        """Optimizer steps in one epoch: one pass over ``usable_clips`` at the global batch size
+        (``dataset``), or ``epoch_steps``."""
         if self.epoch_steps != "dataset":
             return int(self.epoch_steps)
-        steps = usable_clips // (self.batch_size * world_size)
+        steps = usable_clips // self.global_batch_size
         if steps < 1:
             raise ConfigError(
                 "train.batch_size",
-                f"{usable_clips} usable clip(s) make no full batch of {self.batch_size} x {world_size} process(es)",
+                f"{usable_clips} usable clip(s) make no full batch of {self.batch_size} x {self.num_gpus} process(es)",
             )
         return steps
 

@@ -230,13 +230,12 @@ def closest_frames(n: int, stride_t: int = 4) -> int:
     return -1
 
 
-def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig, world_size: int = 1) -> AnnotationPlan:
+def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> AnnotationPlan:
     """Repeat Open-Sora-Plan's dataset filter on the annotation(s) of ``--data``.
 
     Arguments:
         rows: ``(video_root, annotation_json)`` pairs from :func:`read_data_txt`.
-        cfg: the ``train:`` settings.
-        world_size: training processes (paper: 1).
+        cfg: the ``train:`` settings (``num_gpus`` processes share a shape bucket's batches).
 
     Returns:
         the items that will train (paths made absolute) and the skipped ones with reasons.
@@ -299,7 +298,7 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig, world_siz
                 raise MissingAssetError(name, "extract_clip", "a clip named in the Open-Sora-Plan annotation")
             kept.append((item, f"{length}x{cfg.height}x{cfg.width}"))
     counts = Counter(shape for _, shape in kept)
-    minimum = BUCKET_MIN_PER_BATCH * cfg.batch_size * world_size
+    minimum = BUCKET_MIN_PER_BATCH * cfg.global_batch_size
     items = []
     for item, shape in kept:
         if counts[shape] >= minimum:
@@ -417,7 +416,7 @@ def train_argv(
         "--dataloader_num_workers",
         str(osp.dataloader_num_workers),
         "--learning_rate",
-        str(cfg.learning_rate),
+        str(cfg.effective_learning_rate),
         "--lr_scheduler",
         cfg.lr_scheduler,
         "--lr_warmup_steps",
@@ -583,22 +582,22 @@ class Launch:
     checkpointing_steps: int
 
 
-def plan_launches(job: ckpt.EpochJob, usable: int, relaunch: str) -> list[Launch]:
+def plan_launches(job: ckpt.EpochJob, usable: int, relaunch: str, global_batch: int = 1) -> list[Launch]:
     """The launches that take a job from its start to its end epoch.
 
-    ``per_epoch``: one launch per epoch; each makes one pass of ``ceil(steps_per_epoch / usable)``
-    copies of the annotation, stops at ``epoch x steps_per_epoch`` and saves there
+    ``per_epoch``: one launch per epoch; each makes one pass of ``ceil(steps_per_epoch x
+    global_batch / usable)`` copies of the annotation (every step takes ``global_batch`` clips:
+    batch size x processes), stops at ``epoch x steps_per_epoch`` and saves there
     (``--checkpointing_steps`` = steps per epoch). ``repeat``: one launch whose annotation holds
     enough copies for all the job's steps, saving only at its end (``--checkpointing_steps`` = the
     end step, so no intermediate full state is written).
     """
     s = job.steps_per_epoch
     if relaunch == "per_epoch":
-        return [
-            Launch((k - 1, k), math.ceil(s / usable), k * s, s) for k in range(job.start_epoch + 1, job.end_epoch + 1)
-        ]
+        copies = math.ceil(s * global_batch / usable)
+        return [Launch((k - 1, k), copies, k * s, s) for k in range(job.start_epoch + 1, job.end_epoch + 1)]
     total = (job.end_epoch - job.start_epoch) * s
-    return [Launch((job.start_epoch, job.end_epoch), math.ceil(total / usable), job.end_step, job.end_step)]
+    return [Launch((job.start_epoch, job.end_epoch), math.ceil(total * global_batch / usable), job.end_step, job.end_step)]
 
 
 def link_previous(work: Path, previous_dir: Path, step: int) -> Path:
@@ -629,13 +628,14 @@ def train_opensora_step(
         train: the ``train:`` config section.
         epoch: the epoch to reach.
     """
-    from tav_pipeline.train.accelerate_config import write_launch_files
+    from tav_pipeline.train.accelerate_config import check_gpus, write_launch_files
     from tav_pipeline.train.process import run_logged
 
     cfg = TrainConfig.from_dict(train)
     repo = check_checkout(cfg)
     check_settings(cfg)
     check_weights(cfg)
+    check_gpus(cfg.num_gpus, "train_opensora")
     plan = plan_annotation(read_data_txt(data_txt), cfg)
     job = ckpt.EpochJob(cfg.previous_epoch(epoch), epoch, cfg.steps_per_epoch(plan.usable))
     work = Path(work_dir).resolve()
@@ -647,24 +647,31 @@ def train_opensora_step(
         + "\n"
     )
     log.info(
-        "Open-Sora-Plan: %d usable clip(s) in buckets %s, %d skipped; epochs %d -> %d, %d steps per epoch",
+        "Open-Sora-Plan: %d usable clip(s) in buckets %s, %d skipped; epochs %d -> %d, %d steps per epoch; "
+        "%d process(es) x batch %d = global batch %d, learning rate %g (lr_scaling %s)",
         plan.usable,
         plan.buckets,
         len(plan.rejected),
         job.start_epoch,
         job.end_epoch,
         job.steps_per_epoch,
+        cfg.num_gpus,
+        cfg.batch_size,
+        cfg.global_batch_size,
+        cfg.effective_learning_rate,
+        cfg.lr_scaling,
     )
     if job.start_epoch > 0:
         if previous_dir is None or not ckpt.is_complete(previous_dir):
             raise MissingAssetError(
                 previous_dir or f"epoch_{job.start_epoch}", "train_opensora", "the previous epoch's checkpoint"
             )
+        ckpt.check_processes(previous_dir, cfg.num_gpus, "or retrain from the first epoch")
         if ckpt.latest_checkpoint(work, after_step=job.start_step - 1) is None:
             link_previous(work, Path(previous_dir), job.start_step)
-    files = write_launch_files(work / "launch", cfg, use_cpu=False)
+    files = write_launch_files(work / "launch", cfg, use_cpu=False, num_processes=cfg.num_gpus)
     started = time.time()
-    for launch in plan_launches(job, plan.usable, cfg.opensora.relaunch):
+    for launch in plan_launches(job, plan.usable, cfg.opensora.relaunch, cfg.global_batch_size):
         target = launch.max_train_steps
         done = ckpt.latest_checkpoint(work)
         if done is not None and done[0] >= target:
@@ -702,6 +709,8 @@ def train_opensora_step(
         resumed_from=str(previous_dir or ""),
         seconds=round(time.time() - started, 2),
         settings=cfg.to_dict(),
+        num_processes=cfg.num_gpus,
+        learning_rate=cfg.effective_learning_rate,
     )
     ckpt.finalize(final, out_dir)
     state.write(out_dir)

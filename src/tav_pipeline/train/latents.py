@@ -353,6 +353,13 @@ def sample_rng(seed: int, position: int) -> np.random.Generator:
     return np.random.default_rng([seed, position, 11])
 
 
+def noise_seed(rng: np.random.Generator) -> int:
+    """The seed of a sample's diffusion draws (posterior sample, noise, timestep). Drawn per
+    sample, not from a process's RNG, so a step's draws do not depend on how its global batch is
+    split across processes (N processes x batch 1 train as 1 process x batch N)."""
+    return int(rng.integers(0, 2**62))
+
+
 class StreamSampler(Sampler[int]):
     """Stream positions ``[start, end)`` of one process: batch ``b`` of step ``g`` of process
     ``r`` is ``(g * world + r) * batch + b``."""
@@ -409,6 +416,7 @@ class CachedClips(_Stream):
             "embeds": load_file(str(text))["embeds"],
             "clip": i,
             "dropped": drop,
+            "seed": noise_seed(rng),
         }
 
 
@@ -428,6 +436,7 @@ class VideoClips(_Stream):
             "prompt": "" if drop else plan.prompt,
             "clip": i,
             "dropped": drop,
+            "seed": noise_seed(rng),
         }
 
 

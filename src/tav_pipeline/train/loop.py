@@ -5,7 +5,9 @@ min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.train.loss`), uniform t
 weights with decay 0.9999 from step 0 (diffusers' ``EMAModel``: its decay ramps as
 ``(1 + s) / (10 + s)`` and is capped at 0.9999), AdamW at 1e-5 with a constant schedule, bf16 mixed
 precision, gradient checkpointing, batch size 1, caption dropout 0.1, gradient clipping 1.0,
-DeepSpeed ZeRO stage 2 in one process through accelerate.
+DeepSpeed ZeRO stage 2 in one process through accelerate. Beyond the paper, ``train.num_gpus``
+processes (one per GPU) share each step's global batch; every sample's random draws come from
+its own seed, so N processes x batch B train as one process x batch N*B.
 
 Two halves:
 
@@ -24,6 +26,7 @@ import math
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -88,14 +91,15 @@ def plan_job(
     work_dir: str | Path,
     cfg: TrainConfig,
     epoch: int,
-    world_size: int = 1,
 ) -> TrainPlan:
-    """The plan of the job that trains up to ``epoch``."""
+    """The plan of the job that trains up to ``epoch`` (``cfg.num_gpus`` processes)."""
     n = usable_clips(tav_json, latents_dir, cfg)
     if n == 0:
         raise ConfigError("train", "no usable train clip")
-    job = ckpt.EpochJob(cfg.previous_epoch(epoch), epoch, cfg.steps_per_epoch(n, world_size))
-    step, source = ckpt.resume_source(work_dir, previous_dir, job)
+    job = ckpt.EpochJob(cfg.previous_epoch(epoch), epoch, cfg.steps_per_epoch(n))
+    step, source = ckpt.resume_source(
+        work_dir, previous_dir, job, cfg.num_gpus if cfg.distributed == "deepspeed" else None
+    )
     return TrainPlan(
         config=cfg.to_dict(),
         pretrained=cfg.diffusers.pretrained,
@@ -133,29 +137,37 @@ def train_model_step(
         work_dir: scratch folder kept across failed runs (resumable states, launch files).
         train: the ``train:`` config section.
         epoch: the epoch to reach.
-        threads: CPU threads for the trainer process.
+        threads: CPU threads for the trainer, shared by its ``train.num_gpus`` processes.
         losses_tsv: where to copy the checkpoint's ``losses.tsv`` (the rule's report output).
         launch: run the trainer through ``accelerate launch`` (the rule); ``False`` runs
-            :func:`run_training` in this process with accelerate's defaults (tests).
+            :func:`run_training` in this process with accelerate's defaults (tests; one process).
 
     Returns:
         the state written with the checkpoint.
     """
-    from tav_pipeline.train.accelerate_config import launch_env, write_launch_files
+    from tav_pipeline.train.accelerate_config import check_gpus, launch_env, write_launch_files
     from tav_pipeline.train.families import resolve_device
     from tav_pipeline.train.process import run_logged
 
     cfg = TrainConfig.from_dict(train)
     if cfg.backend != "diffusers":
         raise ConfigError("train.backend", "train_model runs the diffusers backend; opensora runs in train_opensora")
+    if not launch and cfg.num_gpus > 1:
+        raise ConfigError("train.num_gpus", f"{cfg.num_gpus} processes need the launcher (launch=True)")
     work = Path(work_dir)
     plan = plan_job(tav_json, latents_dir or None, previous_dir, work, cfg, epoch)
     plan_path = plan.write(work / "plan.json")
     log.info(
-        "epochs %d -> %d: %d usable clips, %d steps per epoch (epoch_steps=%s), steps %d -> %d, resume from %s",
+        "epochs %d -> %d: %d usable clips, %d process(es) x batch %d = global batch %d, learning rate %g "
+        "(lr_scaling %s), %d steps per epoch (epoch_steps=%s), steps %d -> %d, resume from %s",
         plan.start_epoch,
         plan.end_epoch,
         plan.usable_clips,
+        cfg.num_gpus,
+        cfg.batch_size,
+        cfg.global_batch_size,
+        cfg.effective_learning_rate,
+        cfg.lr_scaling,
         plan.steps_per_epoch,
         cfg.epoch_steps,
         plan.resume_step,
@@ -167,13 +179,16 @@ def train_model_step(
         run_training(plan)
     elif plan.resume_step < plan.job.end_step:
         use_cpu = resolve_device(cfg.diffusers.device).type == "cpu"
-        files = write_launch_files(work / "launch", cfg, use_cpu=use_cpu)
+        if not use_cpu:
+            check_gpus(cfg.num_gpus, "train_model")
+        files = write_launch_files(work / "launch", cfg, use_cpu=use_cpu, num_processes=cfg.num_gpus)
         log.info(
-            "accelerate: %s, %s",
+            "accelerate: %s, %d process(es) on %s",
             f"DeepSpeed ZeRO stage {cfg.zero_stage}"
             if files.deepspeed_json
             else "plain (no DeepSpeed; train.distributed: plain)",
-            "CPU" if use_cpu else "GPU",
+            cfg.num_gpus,
+            "the CPU" if use_cpu else f"{cfg.num_gpus} GPU(s)",
         )
         argv = [
             sys.executable,
@@ -182,7 +197,7 @@ def train_model_step(
             "--config_file",
             str(files.accelerate_yaml),
             "--num_cpu_threads_per_process",
-            str(max(1, threads)),
+            str(max(1, threads // cfg.num_gpus)),
             "-m",
             "tav_pipeline.train.loop",
             str(plan_path),
@@ -202,14 +217,15 @@ def train_model_step(
 
 def _skip_cpu_shm_kernel() -> None:
     """DeepSpeed on a CPU JIT-compiles a shared-memory all-reduce kernel when it starts (minutes
-    on a small machine). It only serves several processes; one process has nothing to reduce."""
+    on a small machine). Only its inference all-reduce uses it; training reduces through the
+    process group (gloo) either way."""
     import importlib
 
     module: Any = importlib.import_module("deepspeed.comm.torch")
     if hasattr(module, "build_shm_op"):
         module.build_shm_op = lambda: None
         log.info(
-            "one CPU process: DeepSpeed's shared-memory all-reduce kernel is not built (it serves only multi-process CPU runs)"
+            "CPU: DeepSpeed's shared-memory all-reduce kernel is not built (only inference uses it)"
         )
 
 
@@ -244,16 +260,30 @@ class Trainer:
             return torch.float32
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision, torch.float32)
 
-    def step(self, latents: Any, embeds: Any) -> tuple[Any, Any, Any]:
-        """Noise ``latents`` at uniform timesteps, predict, take the min-SNR-weighted loss, step the
-        optimizer, the schedule and the EMA. Returns ``(loss, weights, timesteps)``."""
+    def draws(self, moments: Any, seeds: Sequence[int], scaling: float) -> tuple[Any, Any, Any]:
+        """Each sample's random draws, from its own seed: a latent from the VAE posterior
+        ``moments`` (times ``scaling``), the noise, and a uniform timestep. Returns
+        ``(latents, noise, timesteps)`` for the batch."""
         import torch
 
-        from tav_pipeline.train.loss import diffusion_loss, sample_timesteps
+        from tav_pipeline.train.loss import sample_timesteps
+
+        latents, noises, timesteps = [], [], []
+        for m, seed in zip(moments, seeds, strict=True):
+            gen = torch.Generator(device=m.device).manual_seed(int(seed))
+            latent = self.family.sample_latents(m[None], scaling, gen)
+            latents.append(latent)
+            noises.append(torch.randn(latent.shape, generator=gen, device=latent.device, dtype=latent.dtype))
+            timesteps.append(sample_timesteps(self.scheduler, 1, latent.device, gen))
+        return torch.cat(latents), torch.cat(noises), torch.cat(timesteps)
+
+    def step(self, latents: Any, noise: Any, timesteps: Any, embeds: Any) -> tuple[Any, Any]:
+        """Noise ``latents`` at ``timesteps``, predict, take the min-SNR-weighted loss, step the
+        optimizer, the schedule and the EMA. Returns ``(loss, weights)``; with several processes
+        the gradients (so the step) are those of the mean loss over the global batch."""
+        from tav_pipeline.train.loss import diffusion_loss
 
         cfg = self.cfg
-        noise = torch.randn_like(latents)
-        timesteps = sample_timesteps(self.scheduler, latents.shape[0], latents.device)
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
         prediction = self.family.denoise(
             self.transformer,
@@ -281,7 +311,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.step(self.transformer.parameters())
-        return loss, weights, timesteps
+        return loss, weights
 
 
 def prepare_trainer(
@@ -310,7 +340,7 @@ def prepare_trainer(
         )
     optimizer = torch.optim.AdamW(
         transformer.parameters(),
-        lr=cfg.learning_rate,
+        lr=cfg.effective_learning_rate,
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         weight_decay=cfg.adam_weight_decay,
         eps=cfg.adam_epsilon,
@@ -377,7 +407,7 @@ def run_training(plan: TrainPlan) -> Path:
 
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
@@ -397,21 +427,35 @@ def run_training(plan: TrainPlan) -> Path:
     job = plan.job
     work = Path(plan.work_dir)
     deepspeed = _uses_deepspeed()
-    if deepspeed and not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu":
         _skip_cpu_shm_kernel()
+    handlers = []
+    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # accelerate finds no distributed backend for DeepSpeed on CPUs by itself (it would run
+        # every process alone); name gloo, which DeepSpeed's CPU accelerator also picks
+        handlers.append(InitProcessGroupKwargs(backend="gloo"))
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
+        kwargs_handlers=handlers,
         project_config=ProjectConfiguration(project_dir=str(work)),
         # under `accelerate launch` the launch config picks the device (cpu=True would turn
         # DeepSpeed off); in-process, honour train.diffusers.device
         cpu=resolve_device(cfg.diffusers.device).type == "cpu" and not deepspeed,
     )
     log.info(
-        "accelerate state: %s, device %s, mixed precision %s",
+        "accelerate state: %s, process %d of %d, device %s, mixed precision %s",
         accelerator.distributed_type,
+        accelerator.process_index,
+        accelerator.num_processes,
         accelerator.device,
         accelerator.mixed_precision,
     )
+    if accelerator.num_processes != cfg.num_gpus:
+        raise ConfigError(
+            "train.num_gpus",
+            f"the trainer runs in {accelerator.num_processes} process(es) but train.num_gpus is {cfg.num_gpus} "
+            "(the steps per epoch were planned for that many)",
+        )
     set_seed(cfg.seed)
     if cfg.diffusers.allow_tf32 and torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -464,12 +508,13 @@ def run_training(plan: TrainPlan) -> Path:
     for batch in loader:
         t0 = time.time()
         if encoders is None:
-            latents = family.sample_latents(batch["params"].to(accelerator.device), scaling)
+            moments = batch["params"].to(accelerator.device)
             embeds = batch["embeds"].to(accelerator.device)
         else:
-            latents = family.sample_latents(family.encode_video(encoders, batch["video"]), scaling)
+            moments = family.encode_video(encoders, batch["video"])
             embeds = family.encode_prompts(encoders, list(batch["prompt"]), seq_len)
-        loss, weights, timesteps = trainer.step(latents, embeds)
+        latents, noise, timesteps = trainer.draws(moments, batch["seed"], scaling)
+        loss, weights = trainer.step(latents, noise, timesteps, embeds)
         step += 1
         value = float(accelerator.gather(loss.detach().reshape(1)).mean())
         if not math.isfinite(value):
@@ -524,9 +569,17 @@ def _save(
     rows: list[dict[str, Any]],
     seconds: float,
 ) -> Path:
-    """Save a resumable state as ``checkpoint-{step}``; ``train_state.json`` goes last."""
+    """Save a resumable state as ``checkpoint-{step}``; ``train_state.json`` goes last, after
+    every process has written its part."""
+    import torch
+
     path = work / f"{ckpt.PREFIX}{step}"
     accelerator.save_state(str(path))
+    peaks: list[float] = []
+    if accelerator.device.type == "cuda":
+        peak = torch.tensor([torch.cuda.max_memory_allocated(accelerator.device) / 2**30], device=accelerator.device)
+        peaks = [round(float(p), 2) for p in accelerator.gather(peak)]
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         with (path / ckpt.LOSSES_FILE).open("w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=LOSS_COLUMNS, delimiter="\t")
@@ -543,6 +596,9 @@ def _save(
             resumed_from=plan.resume_dir,
             seconds=round(seconds, 2),
             settings=plan.config,
+            num_processes=accelerator.num_processes,
+            learning_rate=cfg.effective_learning_rate,
+            peak_gpu_memory_gib=peaks,
         ).write(path)
         ckpt.rotate(work, keep=1)
         log.info("saved %s", path)

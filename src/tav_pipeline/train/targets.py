@@ -49,6 +49,22 @@ def fetches_diffusers_model(train: dict[str, Any], tiny_dir: str) -> bool:
     )
 
 
+def training_gpus(train: dict[str, Any]) -> int:
+    """GPUs of one training job: ``train.num_gpus`` (one process each)."""
+    return int(train.get("num_gpus", 1))
+
+
+def slurm_gres(num_gpus: int, site_gres: str | None = None) -> str:
+    """The SLURM ``gres`` of a training job: ``num_gpus`` GPUs of the type the site names for its
+    GPU rules (``TAV_SLURM_GPU_GRES``, read by profiles/slurm for the other GPU rules; default
+    ``gpu:h200:1``), e.g. ``gpu:h200:8``. Only the SLURM executor reads it."""
+    site = site_gres if site_gres is not None else os.environ.get("TAV_SLURM_GPU_GRES", "gpu:h200:1")
+    parts = site.split(":")
+    if len(parts) > 1 and parts[-1].isdigit():
+        parts = parts[:-1]  # the count the site gives its one-GPU rules
+    return ":".join([*parts, str(num_gpus)])
+
+
 def opensora_inputs(train: dict[str, Any]) -> list[str]:
     """The checkout and the weight folders Open-Sora-Plan's trainer and sampler read."""
     o = train["opensora"]
