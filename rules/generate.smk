@@ -24,7 +24,7 @@ rule generate_videos:
         },
     params:
         groups=GEN_GROUPS,
-        train=TRAIN,
+        train=TT.settings_beside_training(TRAIN),
         generate=GEN,
         work=lambda wc: R(f"generated/{wc.model}/{wc.checkpoint}/.work"),
     wildcard_constraints:

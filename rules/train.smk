@@ -58,7 +58,7 @@ if TRAIN["backend"] == "diffusers":
         output:
             directory(R("latents/{model}")),
         params:
-            train=TRAIN,
+            train=TT.settings_beside_training(TRAIN),
         wildcard_constraints:
             model=TRAIN_MODEL,
         # torch CPU threads: the work is on the GPU (and on a 2-core machine one thread is faster)

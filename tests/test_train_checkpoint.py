@@ -155,6 +155,15 @@ def test_training_jobs_ask_slurm_for_their_gpu_count() -> None:
     assert targets.training_gpus(TrainConfig.from_dict({"num_gpus": 4}).to_dict()) == 4
 
 
+def test_caching_and_generation_take_train_without_the_gpu_count() -> None:
+    from tav_pipeline.train import targets
+
+    one, eight = TrainConfig().to_dict(), TrainConfig.from_dict({"num_gpus": 8, "lr_scaling": "sqrt"}).to_dict()
+    assert one != eight
+    assert targets.settings_beside_training(one) == targets.settings_beside_training(eight)
+    assert TrainConfig.from_dict(targets.settings_beside_training(eight)) == TrainConfig()  # still a whole config
+
+
 def test_rule_targets_follow_the_config() -> None:
     from tav_pipeline.train import targets
 

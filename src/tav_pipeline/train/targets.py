@@ -49,6 +49,16 @@ def fetches_diffusers_model(train: dict[str, Any], tiny_dir: str) -> bool:
     )
 
 
+TRAINING_ONLY = ("num_gpus", "lr_scaling")
+"""``train:`` keys that only the training jobs read: how many processes, and how the rate follows them."""
+
+
+def settings_beside_training(train: dict[str, Any]) -> dict[str, Any]:
+    """``train:`` as the rules other than training take it (latent caching, generation), without
+    :data:`TRAINING_ONLY`, so that moving training to more GPUs reruns neither."""
+    return {k: v for k, v in train.items() if k not in TRAINING_ONLY}
+
+
 def training_gpus(train: dict[str, Any]) -> int:
     """GPUs of one training job: ``train.num_gpus`` (one process each)."""
     return int(train.get("num_gpus", 1))
