@@ -16,6 +16,7 @@ pytest.importorskip("accelerate")
 from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from tav_pipeline.errors import ConfigError  # noqa: E402
 from tav_pipeline.train import checkpoint as ckpt  # noqa: E402
 from tav_pipeline.train.loop import train_model_step  # noqa: E402
 
@@ -170,8 +171,6 @@ def test_two_processes_train_as_one_process_with_twice_the_batch(
     gradients and steps its half of the optimizer state, so 2 processes x batch 1 must train as
     1 process x batch 2: the same samples, losses and weights."""
     pytest.importorskip("deepspeed")
-    from tav_pipeline.errors import ConfigError
-
     def run(processes: int, batch: int, epoch: int, previous: Path | None, out: Path) -> ckpt.TrainState:
         train = tiny_train(tiny_model, epochs=[1, 2], distributed="deepspeed", num_gpus=processes, batch_size=batch)
         return train_model_step(
@@ -210,8 +209,6 @@ def test_two_processes_train_as_one_process_with_twice_the_batch(
 
 
 def test_several_processes_need_the_launcher(tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path) -> None:
-    from tav_pipeline.errors import ConfigError
-
     train = tiny_train(tiny_model, epochs=[1], distributed="deepspeed", num_gpus=2)
     with pytest.raises(ConfigError, match="launcher"):
         train_model_step(tav_json, latents, None, tmp_path / "e1", tmp_path / "w", train, 1, launch=False)

@@ -427,10 +427,11 @@ def run_training(plan: TrainPlan) -> Path:
     job = plan.job
     work = Path(plan.work_dir)
     deepspeed = _uses_deepspeed()
-    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu":
+    deepspeed_on_cpu = deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu"
+    if deepspeed_on_cpu:
         _skip_cpu_shm_kernel()
     handlers = []
-    if deepspeed and os.environ.get("DS_ACCELERATOR") == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if deepspeed_on_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # accelerate finds no distributed backend for DeepSpeed on CPUs by itself (it would run
         # every process alone); name gloo, which DeepSpeed's CPU accelerator also picks
         handlers.append(InitProcessGroupKwargs(backend="gloo"))
