@@ -1,5 +1,7 @@
 # tav-pipeline: build the TAV dataset (Panda-70M -> two-scene clips -> per-scene captions ->
 # merged prompts) and reproduce the paper's post-training study. Rules in DAG order:
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -30,3 +32,8 @@ rule all:
         TT.generated_targets(RESULTS, TRAIN, GEN),
         R("table2.csv"),
     default_target: True
+
+
+onerror:
+    # offline or with a wrong path: one list of every asset still missing, and how to get it
+    print(f"\n{A.missing_report(ASSETS)}\n", file=sys.stderr)

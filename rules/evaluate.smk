@@ -4,19 +4,12 @@
 # summary of every metric.
 import os
 
-from tav_pipeline.figures import FrameStripConfig
-from tav_pipeline.metrics.vbench import FETCH_MARKER, STANDIN_MARKER, VBenchConfig, weight_paths
-from tav_pipeline.tables import TablesConfig
+from tav_pipeline.metrics.vbench import FETCH_MARKER, STANDIN_MARKER
 
-EVAL_VBENCH = VBenchConfig.from_dict(config["evaluate"]["vbench"])
-EVAL_TABLES = TablesConfig.from_dict(config["tables"], config.get("train", {}).get("epochs"), config.get("train", {}).get("model"))
-EVAL_STRIPS = FrameStripConfig.from_dict(config["report"]["frame_strips"], EVAL_TABLES.epochs)
+# EVAL_VBENCH, EVAL_TABLES, EVAL_STRIPS and the key lists are in common.smk.
 EVAL_WEIGHTS = [str(p) for p in weight_paths(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions)]
 EVAL_GENERATED = R("generated/{model}/{checkpoint}/{group}")
 EVAL_OUT = R("eval/{model}/{checkpoint}/{group}")
-# Scenes are counted for Table 2, Table 1 and the frame strips; VBench scores Table 2's rows.
-EVAL_SEGMENT_KEYS = list(dict.fromkeys(EVAL_TABLES.table2_keys() + EVAL_TABLES.table1_keys() + EVAL_STRIPS.keys()))
-EVAL_VBENCH_KEYS = EVAL_TABLES.table2_keys()
 
 
 if EVAL_VBENCH.weights == "standin":
@@ -37,14 +30,13 @@ if EVAL_VBENCH.weights == "standin":
         script:
             "../scripts/build_standin_vbench_weights.py"
 
-else:
+elif to_fetch("fetch_vbench_weights"):
 
     rule fetch_vbench_weights:
         output:
-            EVAL_WEIGHTS,
-            marker=f"{EVAL_VBENCH.cache_dir}/{FETCH_MARKER}",
+            to_fetch("fetch_vbench_weights"),
         params:
-            cache_dir=lambda wildcards, output: os.path.dirname(output.marker),
+            cache_dir=lambda wildcards: EVAL_VBENCH.cache_dir,
             dimensions=list(EVAL_VBENCH.dimensions),
         resources:
             downloads=1,
@@ -77,7 +69,7 @@ rule count_segments:
 rule evaluate_vbench:
     input:
         folder=EVAL_GENERATED,
-        weights=ancient(EVAL_WEIGHTS),
+        weights=[ancient(p) for p in EVAL_WEIGHTS],
     output:
         csv=f"{EVAL_OUT}/vbench.csv",
         json=f"{EVAL_OUT}/vbench.json",

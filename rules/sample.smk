@@ -3,7 +3,7 @@
 
 checkpoint sample_videos:
     input:
-        metadata=config["source"]["metadata_csv"],
+        metadata=asset(config["source"]["metadata_csv"]),
     output:
         sample=R("sample.csv"),
         shares=report(

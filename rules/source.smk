@@ -1,9 +1,6 @@
 # Source data: the Panda-70M metadata and videos, or the embedded demo corpus.
 
 
-ruleorder: build_demo_corpus > fetch_metadata
-
-
 rule build_demo_corpus:
     output:
         metadata=R("demo/panda70m_demo.csv"),
@@ -32,31 +29,42 @@ rule build_demo_blip:
         "../scripts/build_demo_blip.py"
 
 
-rule fetch_metadata:
-    output:
-        config["source"]["metadata_csv"],
-    params:
-        url=config["source"]["metadata_url"],
-    log:
-        log_path("fetch_metadata"),
-    conda:
-        f"{ENVS}/video.yaml"
-    script:
-        "../scripts/fetch_metadata.py"
+# Fetch rules exist only for assets missing when the workflow is parsed, and own only those paths
+# (common.smk, to_fetch): a file or folder a user placed is never an output, so never rerun,
+# overwritten or deleted.
+if to_fetch("fetch_metadata"):
+
+    rule fetch_metadata:
+        output:
+            to_fetch("fetch_metadata"),
+        params:
+            url=config["source"]["metadata_url"],
+        resources:
+            downloads=1,
+        log:
+            log_path("fetch_metadata"),
+        conda:
+            f"{ENVS}/video.yaml"
+        script:
+            "../scripts/fetch_metadata.py"
 
 
-rule fetch_blip:
-    output:
-        directory("resources/models/{model}"),
-    params:
-        hub_id=config["captions"]["hub_id"],
-        revision=config["captions"]["revision"],
-    log:
-        log_path("fetch_blip", "{model}"),
-    conda:
-        f"{ENVS}/captions.yaml"
-    script:
-        "../scripts/fetch_blip.py"
+if to_fetch("fetch_blip"):
+
+    rule fetch_blip:
+        output:
+            directory(to_fetch("fetch_blip")[0]),
+        params:
+            hub_id=config["captions"]["hub_id"],
+            revision=config["captions"]["revision"],
+        resources:
+            downloads=1,
+        log:
+            log_path("fetch_blip"),
+        conda:
+            f"{ENVS}/captions.yaml"
+        script:
+            "../scripts/fetch_blip.py"
 
 
 rule fetch_video:

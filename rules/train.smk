@@ -16,6 +16,12 @@ TRAIN = config["train"]
 TRAIN_MODEL = re.escape(TRAIN["model"])
 TRAIN_GPUS = TT.training_gpus(TRAIN)
 TINY_COGVIDEOX = R("demo/tiny_cogvideox")
+# What the trained model's training and generation read besides the checkpoints: the checkout and
+# weights (opensora), or the pipeline folder (diffusers), as asset inputs.
+if TRAIN["backend"] == "opensora":
+    MODEL_INPUTS = [p for a in ASSETS if a.key.startswith("train.opensora.") for p in asset(a.path)]
+else:
+    MODEL_INPUTS = asset(TRAIN["diffusers"]["pretrained"])
 
 
 rule build_tiny_cogvideox:
@@ -31,11 +37,11 @@ rule build_tiny_cogvideox:
         "../scripts/build_tiny_cogvideox.py"
 
 
-if TT.fetches_diffusers_model(TRAIN, TINY_COGVIDEOX):
+if to_fetch("fetch_diffusers_model"):
 
     rule fetch_diffusers_model:
         output:
-            directory(TRAIN["diffusers"]["pretrained"]),
+            directory(to_fetch("fetch_diffusers_model")[0]),
         params:
             hub_id=TRAIN["diffusers"]["hub_id"],
             revision=TRAIN["diffusers"]["revision"],
@@ -54,11 +60,11 @@ if TRAIN["backend"] == "diffusers":
     rule cache_latents:
         input:
             tav=R("tav.json"),
-            model=TT.diffusers_model_input(TRAIN),
+            model=asset(TRAIN["diffusers"]["pretrained"]),
         output:
             directory(R("latents/{model}")),
         params:
-            train=TT.settings_beside_training(TRAIN),
+            train=TT.caching_settings(TRAIN),
         wildcard_constraints:
             model=TRAIN_MODEL,
         # torch CPU threads: the work is on the GPU (and on a 2-core machine one thread is faster)
@@ -78,7 +84,7 @@ if TRAIN["backend"] == "diffusers":
         input:
             tav=R("tav.json"),
             latents=R("latents/{model}") if TRAIN["diffusers"]["cache_latents"] else [],
-            model=TT.diffusers_model_input(TRAIN),
+            model=asset(TRAIN["diffusers"]["pretrained"]),
             previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
         output:
             checkpoint=directory(R("checkpoints/{model}/epoch_{epoch}")),
@@ -88,7 +94,7 @@ if TRAIN["backend"] == "diffusers":
                 labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
             ),
         params:
-            train=TRAIN,
+            train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
             epoch=lambda wc: int(wc.epoch),
             work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
         wildcard_constraints:
@@ -110,46 +116,49 @@ if TRAIN["backend"] == "diffusers":
 
 else:
 
-    rule fetch_opensora:
-        output:
-            directory(TRAIN["opensora"]["repo"]),
-        params:
-            git_url=TRAIN["opensora"]["git_url"],
-            commit=TRAIN["opensora"]["commit"],
-        resources:
-            downloads=1,
-        log:
-            log_path("fetch_opensora"),
-        conda:
-            f"{ENVS}/train-opensora.yaml"
-        script:
-            "../scripts/fetch_opensora.py"
+    if to_fetch("fetch_opensora"):
 
-    rule fetch_opensora_weights:
-        output:
-            pretrained=directory(TRAIN["opensora"]["pretrained"]),
-            vae=directory(TRAIN["opensora"]["ae_path"]),
-        params:
-            train=TRAIN,
-        resources:
-            downloads=1,
-        log:
-            log_path("fetch_opensora_weights"),
-        conda:
-            f"{ENVS}/train-opensora.yaml"
-        script:
-            "../scripts/fetch_opensora_weights.py"
+        rule fetch_opensora:
+            output:
+                directory(to_fetch("fetch_opensora")[0]),
+            params:
+                git_url=TRAIN["opensora"]["git_url"],
+                commit=TRAIN["opensora"]["commit"],
+            resources:
+                downloads=1,
+            log:
+                log_path("fetch_opensora"),
+            conda:
+                f"{ENVS}/train-opensora.yaml"
+            script:
+                "../scripts/fetch_opensora.py"
+
+    if to_fetch("fetch_opensora_weights"):
+
+        rule fetch_opensora_weights:
+            output:
+                [directory(p) for p in to_fetch("fetch_opensora_weights")],
+            params:
+                train=TRAIN,
+            resources:
+                downloads=1,
+            log:
+                log_path("fetch_opensora_weights"),
+            conda:
+                f"{ENVS}/train-opensora.yaml"
+            script:
+                "../scripts/fetch_opensora_weights.py"
 
     rule train_opensora:
         input:
             data=R("opensora/data.txt"),
             annotation=R("opensora/tav_train.json"),
-            opensora=TT.opensora_inputs(TRAIN),
+            opensora=MODEL_INPUTS,
             previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
         output:
             directory(R("checkpoints/{model}/epoch_{epoch}")),
         params:
-            train=TRAIN,
+            train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
             epoch=lambda wc: int(wc.epoch),
             work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
         wildcard_constraints:

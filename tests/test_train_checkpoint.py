@@ -160,8 +160,9 @@ def test_caching_and_generation_take_train_without_the_gpu_count() -> None:
 
     one, eight = TrainConfig().to_dict(), TrainConfig.from_dict({"num_gpus": 8, "lr_scaling": "sqrt"}).to_dict()
     assert one != eight
-    assert targets.settings_beside_training(one) == targets.settings_beside_training(eight)
-    assert TrainConfig.from_dict(targets.settings_beside_training(eight)) == TrainConfig()  # still a whole config
+    assert targets.generation_settings(one) == targets.generation_settings(eight)
+    assert targets.caching_settings(one) == targets.caching_settings(eight)
+    assert TrainConfig.from_dict(targets.generation_settings(eight)) == TrainConfig()  # still a valid config
 
 
 def test_rule_targets_follow_the_config() -> None:
@@ -182,19 +183,3 @@ def test_rule_targets_follow_the_config() -> None:
     assert targets.checkpoint_input("results", "m", "baseline") == [] and targets.checkpoint_input(
         "results", "m", "epoch_2"
     ) == ["results/checkpoints/m/epoch_2"]
-    assert targets.model_inputs(train) == [
-        train["opensora"]["repo"],
-        train["opensora"]["pretrained"],
-        train["opensora"]["ae_path"],
-    ]
-    diffusers = TrainConfig.from_dict({"backend": "diffusers"}).to_dict()
-    assert targets.diffusers_model_input(diffusers) == ["resources/diffusers/CogVideoX-2b"]
-    assert targets.fetches_diffusers_model(diffusers, "results/demo/tiny_cogvideox")
-    hub = TrainConfig.from_dict({"backend": "diffusers", "diffusers": {"pretrained": "THUDM/CogVideoX-2b"}}).to_dict()
-    assert targets.diffusers_model_input(hub) == [] and not targets.fetches_diffusers_model(
-        hub, "results/demo/tiny_cogvideox"
-    )
-    tiny = TrainConfig.from_dict(
-        {"backend": "diffusers", "diffusers": {"pretrained": "results/demo/tiny_cogvideox"}}
-    ).to_dict()
-    assert not targets.fetches_diffusers_model(tiny, "results/demo/tiny_cogvideox")

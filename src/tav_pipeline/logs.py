@@ -9,13 +9,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from tav_pipeline.errors import TavError
+
 
 @contextmanager
 def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[TextIO]:
     """Send stderr (and so tqdm progress bars and warnings) and the root logger to ``path``.
 
     Exceptions raised inside the block are logged with their traceback before they propagate,
-    so a failing rule's log says why.
+    so a failing rule's log says why. A :class:`~tav_pipeline.errors.TavError` (a missing asset, a
+    config error: what the user must act on) is logged as its message alone, printed as one line
+    on the job's own stderr, and ends the job with exit status 1 instead of a traceback.
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handle = open(path, "w", buffering=1)
@@ -27,8 +31,12 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[TextIO]:
     root.addHandler(handler)
     root.setLevel(level)
     logging.captureWarnings(True)
+    failure: TavError | None = None
     try:
         yield handle
+    except TavError as exc:
+        logging.getLogger("tav_pipeline").error("%s", exc)
+        failure = exc
     except BaseException:
         logging.getLogger("tav_pipeline").exception("step failed")
         raise
@@ -36,3 +44,6 @@ def to_file(path: str | Path, level: int = logging.INFO) -> Iterator[TextIO]:
         root.removeHandler(handler)
         sys.stderr = saved
         handle.close()
+    if failure is not None:
+        print(f"ERROR: {failure} (log: {path})", file=sys.stderr)
+        raise SystemExit(1)

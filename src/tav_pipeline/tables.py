@@ -87,6 +87,17 @@ def paper_prompts(group: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def write_paper_prompts(group: str, out_txt: str | Path) -> Path:
+    """Rule ``write_paper_prompts``: :func:`paper_prompts` of ``group``, one per line, as the
+    generation rules read prompt files (``generate.prompt_set: paper``)."""
+    prompts = paper_prompts(group)
+    path = Path(out_txt)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    log.info("%d printed prompts of group %s -> %s", len(prompts), group, path)
+    return path
+
+
 def paper_prompt_pairs() -> pd.DataFrame:
     """The paper's printed prompts as (index, scene1, scene2)."""
     with _paper_file("paper_prompt_pairs.csv").open("r", encoding="utf-8") as handle:

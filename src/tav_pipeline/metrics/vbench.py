@@ -173,6 +173,11 @@ def weight_paths(cache_dir: str | Path, dimensions: Sequence[str] = DIMENSIONS) 
     return [Path(cache_dir) / f for f in required_files(dimensions)]
 
 
+def weight_sources(cache_dir: str | Path, dimensions: Sequence[str] = DIMENSIONS) -> dict[str, str]:
+    """Each of :func:`weight_paths` with the URL :func:`fetch_weights` downloads it from."""
+    return {str(Path(cache_dir) / f): WEIGHT_URLS[f] for f in required_files(dimensions)}
+
+
 def weights_kind(cache_dir: str | Path) -> Weights:
     """``standin`` when ``cache_dir`` holds stand-in weights (its :data:`STANDIN_MARKER`), else ``official``."""
     return "standin" if (Path(cache_dir) / STANDIN_MARKER).exists() else "official"

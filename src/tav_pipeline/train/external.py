@@ -863,9 +863,13 @@ def fetch_opensora(repo_dir: str | Path, git_url: str, commit: str) -> Path:
     return dst
 
 
-def fetch_opensora_weights(cfg: TrainConfig) -> None:
+def fetch_opensora_weights(cfg: TrainConfig) -> list[Path]:
     """Rule ``fetch_opensora_weights``: the v1.3.0 transformer (``any93x640x640``) and WF-VAE from
-    ``weights_hub_id``, and ``google/mt5-xxl`` into ``cache_dir``.
+    ``weights_hub_id``, and ``google/mt5-xxl`` into ``cache_dir``; each only where nothing is
+    at its path yet (what a user placed is never overwritten).
+
+    Returns:
+        the paths downloaded.
 
     Raises:
         MissingAssetError: the download fails (no network): place the folders by hand.
@@ -874,26 +878,32 @@ def fetch_opensora_weights(cfg: TrainConfig) -> None:
 
     osp = cfg.opensora
     pretrained, vae = Path(osp.pretrained), Path(osp.ae_path)
-    if pretrained.parent != vae.parent:
+    encoder = Path(osp.cache_dir) / ("models--" + TEXT_ENCODER.replace("/", "--"))
+    folders = [p for p in (pretrained, vae) if not os.path.lexists(p)]
+    if folders and pretrained.parent != vae.parent:
         raise ConfigError(
             "train.opensora.ae_path",
             "fetch_opensora_weights needs pretrained and ae_path side by side (as in the hub repository)",
         )
+    fetch_encoder = not Path(osp.text_encoder_name_1).is_dir() and not os.path.lexists(encoder)
     try:
-        snapshot_download(
-            osp.weights_hub_id,
-            local_dir=str(pretrained.parent),
-            allow_patterns=[f"{pretrained.name}/*", f"{vae.name}/*"],
-        )
-        snapshot_download(  # the PyTorch weights, config and tokenizer (not the TF and Flax copies)
-            TEXT_ENCODER,
-            cache_dir=osp.cache_dir,
-            allow_patterns=["*.json", "spiece.model", "pytorch_model*.bin", "*.safetensors"],
-        )
+        if folders:
+            snapshot_download(
+                osp.weights_hub_id,
+                local_dir=str(pretrained.parent),
+                allow_patterns=[f"{p.name}/*" for p in folders],
+            )
+        if fetch_encoder:
+            snapshot_download(  # the PyTorch weights, config and tokenizer (not the TF and Flax copies)
+                TEXT_ENCODER,
+                cache_dir=osp.cache_dir,
+                allow_patterns=["*.json", "spiece.model", "pytorch_model*.bin", "*.safetensors"],
+            )
     except Exception as exc:  # network or hub errors all mean: not here
         raise MissingAssetError(
             pretrained.parent, "fetch_opensora_weights", f"download from {osp.weights_hub_id} failed: {exc}"
         ) from exc
+    return folders + ([encoder] if fetch_encoder else [])
 
 
 def fetch_opensora_weights_step(train: dict[str, Any]) -> None:

@@ -1,0 +1,193 @@
+"""The external assets a configured run reads: what each is, where the run reads it, which rule
+fetches it and from where.
+
+A user may place any of them by hand (offline machines, shared model folders, a copy made with
+``cp -p``). The workflow therefore never owns a path that exists: a fetch rule is defined only for
+assets missing when the workflow is parsed, its outputs are only the missing paths, and the rules
+that read an asset take it as ``ancient()``, so neither its age nor a change of the fetch rule's
+code can make Snakemake rerun the fetch (and delete the asset first). What the workflow builds
+itself (the demo's tiny models under ``results/``) is not an external asset.
+
+:func:`missing_report` is what a run that could not fetch an asset prints at its end: every asset
+still missing, with its path, the rule and where that rule downloads from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tav_pipeline.train.config import is_local
+
+TEXT_ENCODER = "google/mt5-xxl"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One file or folder the run reads and does not build."""
+
+    key: str
+    """The config key that holds its path (or names it)."""
+    path: str
+    rule: str
+    """The rule that fetches it."""
+    what: str
+    source: str
+    """Where ``rule`` downloads it from; empty when nothing is configured."""
+    by_hand: str
+    """How to place it without the network."""
+
+    @property
+    def present(self) -> bool:
+        """Anything at the path, even a partial copy, belongs to the user and is left alone."""
+        return os.path.lexists(self.path)
+
+
+def _under(path: str, folder: str) -> bool:
+    p, f = os.path.normpath(path), os.path.normpath(folder)
+    return p == f or p.startswith(f + os.sep)
+
+
+def external_assets(
+    config: dict[str, Any],
+    *,
+    baselines: Iterable[str] = (),
+    vbench_files: Mapping[str, str] | None = None,
+) -> list[Asset]:
+    """The external assets of the configured run, in the order a run needs them.
+
+    Arguments:
+        config: the validated config (defaults filled).
+        baselines: names in ``generate.baselines`` the tables or figures use.
+        vbench_files: VBench's weight files the configured dimensions read (with official
+            weights), each with the URL it is published at.
+    """
+    results = str(config["results"])
+    out: list[Asset] = []
+    source = config["source"]
+    if not _under(source["metadata_csv"], results):
+        url = source["metadata_url"]
+        out.append(
+            Asset(
+                "source.metadata_csv",
+                source["metadata_csv"],
+                "fetch_metadata",
+                "Panda-70M's validation metadata CSV",
+                url,
+                "download panda70m_validation.csv (linked from Panda-70M's README) and place it there, "
+                "or set source.metadata_url",
+            )
+        )
+    captions = config["captions"]
+    if not _under(captions["model"], results):
+        out.append(
+            Asset(
+                "captions.model",
+                captions["model"],
+                "fetch_blip",
+                "the BLIP captioning model",
+                f"hub {captions['hub_id']}@{captions['revision']}" if captions["hub_id"] else "",
+                f"save_pretrained() of {captions['hub_id'] or 'a BLIP captioning model'} there",
+            )
+        )
+    train = config["train"]
+    if train["backend"] == "opensora":
+        osp = train["opensora"]
+        weights = f"hub {osp['weights_hub_id']}"
+        out += [
+            Asset(
+                "train.opensora.repo",
+                osp["repo"],
+                "fetch_opensora",
+                "Open-Sora-Plan's source checkout",
+                f"{osp['git_url']} at {osp['commit']}",
+                f"git clone {osp['git_url']} there and check out {osp['commit']}",
+            ),
+            Asset(
+                "train.opensora.pretrained",
+                osp["pretrained"],
+                "fetch_opensora_weights",
+                "Open-Sora-Plan's text-to-video weights",
+                weights,
+                f"the {Path(osp['pretrained']).name} folder of {osp['weights_hub_id']}",
+            ),
+            Asset(
+                "train.opensora.ae_path",
+                osp["ae_path"],
+                "fetch_opensora_weights",
+                "Open-Sora-Plan's WF-VAE",
+                weights,
+                f"the {Path(osp['ae_path']).name} folder of {osp['weights_hub_id']}",
+            ),
+        ]
+        encoder = osp["text_encoder_name_1"]
+        if not Path(encoder).is_dir():
+            out.append(
+                Asset(
+                    "train.opensora.text_encoder_name_1",
+                    str(Path(osp["cache_dir"]) / ("models--" + encoder.replace("/", "--"))),
+                    "fetch_opensora_weights",
+                    "the mT5-XXL text encoder (hub cache)",
+                    f"hub {TEXT_ENCODER}",
+                    f"huggingface-cli download {TEXT_ENCODER} --cache-dir {osp['cache_dir']}",
+                )
+            )
+    else:
+        d = train["diffusers"]
+        if is_local(d["pretrained"]) and not _under(d["pretrained"], results):
+            out.append(
+                Asset(
+                    "train.diffusers.pretrained",
+                    d["pretrained"],
+                    "fetch_diffusers_model",
+                    "the diffusers pipeline to post-train",
+                    f"hub {d['hub_id']}@{d['revision']}" if d["hub_id"] else "",
+                    "save_pretrained() of the pipeline there",
+                )
+            )
+    for name in baselines:
+        spec = config["generate"]["baselines"][name]
+        if is_local(spec["pretrained"]) and not _under(spec["pretrained"], results):
+            out.append(
+                Asset(
+                    f"generate.baselines.{name}.pretrained",
+                    spec["pretrained"],
+                    "fetch_baseline_model",
+                    f"the {name} pipeline (baseline)",
+                    f"hub {spec['hub_id']}@{spec['revision']}" if spec["hub_id"] else "",
+                    "save_pretrained() of the pipeline there",
+                )
+            )
+    for path, url in (vbench_files or {}).items():
+        out.append(
+            Asset(
+                "evaluate.vbench.cache_dir",
+                str(path),
+                "fetch_vbench_weights",
+                f"VBench weight {Path(path).name}",
+                url,
+                "download the file from that URL to that path",
+            )
+        )
+    return out
+
+
+def missing(assets: Iterable[Asset]) -> list[Asset]:
+    return [a for a in assets if not a.present]
+
+
+def missing_report(assets: Iterable[Asset]) -> str:
+    """A plain-text list of the assets still missing (empty when none is)."""
+    gone = missing(assets)
+    if not gone:
+        return ""
+    lines = [f"{len(gone)} asset(s) this run needs are missing and could not be fetched:"]
+    for a in gone:
+        lines.append(f"  - {a.what}: {a.path}  ({a.key})")
+        lines.append(f"      rule {a.rule} downloads it from {a.source}" if a.source else f"      rule {a.rule}: no source configured")
+        lines.append(f"      by hand: {a.by_hand}")
+    lines.append("Files already in place are never moved, overwritten or deleted by the workflow.")
+    return "\n".join(lines)
