@@ -1,7 +1,8 @@
 """Rule evaluate_vbench."""
-from tav_pipeline import logs
+from tav_pipeline import gpus, logs
 
 with logs.to_file(snakemake.log[0]):
+    gpus.claim(snakemake.resources.get("gpu", 0), rule=snakemake.rule)
     from tav_pipeline.metrics import vbench
 
     vbench.evaluate_vbench_step(

@@ -1,8 +1,9 @@
 """Rule train_model (diffusers backend)."""
-from tav_pipeline import logs
+from tav_pipeline import gpus, logs
 from tav_pipeline.train.loop import train_model_step
 
 with logs.to_file(snakemake.log[0]):
+    gpus.claim(snakemake.resources.get("gpu", 0), rule=snakemake.rule)
     train_model_step(
         snakemake.input.tav,
         snakemake.input.latents or None,

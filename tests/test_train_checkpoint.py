@@ -93,11 +93,13 @@ def test_launch_files_single_process_zero2(tmp_path: Path) -> None:
     )
     files = write_launch_files(tmp_path, cfg, use_cpu=False, port=29600)
     acc = yaml.safe_load(files.accelerate_yaml.read_text())
-    assert (acc["distributed_type"], acc["num_processes"], acc["num_machines"], acc["use_cpu"]) == (
+    # one process runs on the GPU the job was given (tests/test_gpus.py), never on a fixed GPU 0
+    assert (acc["distributed_type"], acc["num_processes"], acc["num_machines"], acc["use_cpu"], acc["gpu_ids"]) == (
         "DEEPSPEED",
         1,
         1,
         False,
+        "all",
     )
     assert Path(acc["deepspeed_config"]["deepspeed_config_file"]) == files.deepspeed_json.resolve()  # type: ignore[union-attr]
     assert json.loads(files.deepspeed_json.read_text()) == json.loads(json.dumps(ds))  # type: ignore[union-attr]

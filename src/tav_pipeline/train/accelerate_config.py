@@ -71,7 +71,8 @@ def accelerate_config(
     deepspeed_json: Path | None, *, use_cpu: bool, num_processes: int = 1, port: int = 29513
 ) -> dict[str, Any]:
     """The accelerate config: one machine, ``num_processes`` processes (paper: 1), DeepSpeed when
-    ``deepspeed_json`` is given, else accelerate without a distributed backend."""
+    ``deepspeed_json`` is given, else accelerate without a distributed backend. On GPUs it runs on
+    the ones the job sees (``gpu_ids: all``; :mod:`tav_pipeline.gpus` gives each job its own)."""
     d: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "DEEPSPEED" if deepspeed_json is not None else "NO",
@@ -88,7 +89,9 @@ def accelerate_config(
     if deepspeed_json is not None:
         d["deepspeed_config"] = {"deepspeed_config_file": str(Path(deepspeed_json).resolve())}
     if not use_cpu:
-        d["gpu_ids"] = "0" if num_processes == 1 else "all"
+        # every GPU the job sees: accelerate then leaves CUDA_VISIBLE_DEVICES (the job's claim, or
+        # the scheduler's assignment) as it is; any other value replaces it
+        d["gpu_ids"] = "all"
     return d
 
 
