@@ -51,3 +51,8 @@ class MissingAssetError(TavError):
         super().__init__(text)
         self.path = str(path)
         self.rule = rule
+
+
+class GpuClaimError(TavError):
+    """A job's GPUs cannot be given to it: more than the machine has, a bad setting, or CUDA was
+    initialised before the claim."""

@@ -39,7 +39,7 @@ from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import IO
 
-from tav_pipeline.errors import TavError
+from tav_pipeline.errors import GpuClaimError
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,6 @@ REPORT_EVERY_S = 600.0
 
 _held: list[IO[str]] = []
 _claimed: list[str] | None = None
-
-
-class GpuClaimError(TavError):
-    """A job's GPUs cannot be given to it: more than the machine has, a bad setting, or CUDA was
-    initialised before the claim."""
 
 
 def parse_nvidia_smi(listing: str) -> list[str]:
