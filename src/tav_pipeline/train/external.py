@@ -17,6 +17,8 @@ Facts of that version this module relies on (``opensora/train/train_t2v_diffuser
   and 4; 2 crashes). ``--pretrained`` must be a folder (a file is read as a state dict with a
   bug). ``--text_encoder_name_1`` must contain ``google/mt5-xxl`` (the encoder is looked up by
   substring, and the v1.3 weights expect its 4096-wide embeddings). Frames must be 4k+1.
+* With a ``--pretrained`` folder the model is ``from_pretrained(folder)``: its ``config.json``, not
+  the flags, sets sparse attention and the interpolation scales (:func:`check_pretrained_config`).
 * The dataset silently drops: items without ``cap`` or ``resolution``; with ``--force_resolution``,
   aspect ratios outside [1/2, 2] x target; clips longer than 5 x the needed span; clips whose
   resampled frames are fewer than 29 after rounding down to 4k+1 (and, with
@@ -166,6 +168,7 @@ def check_weights(cfg: TrainConfig) -> None:
         )
     if not Path(osp.ae_path).is_dir():
         raise MissingAssetError(osp.ae_path, "fetch_opensora_weights", f"the vae folder of {osp.weights_hub_id}")
+    check_pretrained_config(cfg)
     encoder = Path(osp.text_encoder_name_1)
     cached = Path(osp.cache_dir) / ("models--" + osp.text_encoder_name_1.replace("/", "--"))
     if not encoder.is_dir() and not cached.is_dir():
@@ -174,6 +177,32 @@ def check_weights(cfg: TrainConfig) -> None:
             "fetch_opensora_weights",
             f"{osp.text_encoder_name_1} in the hub cache --cache_dir {osp.cache_dir} (or a local folder whose path contains {TEXT_ENCODER})",
         )
+
+
+PRETRAINED_CONFIG_KEYS = ("sparse1d", "sparse_n", "interpolation_scale_t", "interpolation_scale_h", "interpolation_scale_w")
+"""Settings v1.3.1 takes from the ``--pretrained`` folder's ``config.json``, not from its flags: with a
+folder it replaces the model built from the flags by ``from_pretrained(folder)``."""
+
+
+def check_pretrained_config(cfg: TrainConfig) -> None:
+    """The ``--pretrained`` folder's ``config.json`` must agree with ``train.opensora`` on the keys of
+    :data:`PRETRAINED_CONFIG_KEYS` it holds: the trainer (and the sampler, from the checkpoint's
+    config) uses the folder's values and ignores the flags, so a difference would train and be
+    reported as settings that were not used.
+
+    Raises:
+        ConfigError: naming the key, both values and the file.
+    """
+    osp = cfg.opensora
+    path = Path(osp.pretrained) / "config.json"
+    config = json.loads(path.read_text())
+    for key in PRETRAINED_CONFIG_KEYS:
+        if key in config and config[key] != getattr(osp, key):
+            raise ConfigError(
+                f"train.opensora.{key}",
+                f"{getattr(osp, key)!r}, but {path} says {config[key]!r}; Open-Sora-Plan builds the model from that file "
+                "and ignores the flag: set the same value",
+            )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -610,6 +639,23 @@ def link_previous(work: Path, previous_dir: Path, step: int) -> Path:
     return link
 
 
+def remove_incomplete(work: Path) -> list[Path]:
+    """Delete the ``checkpoint-*`` entries of ``work`` that cannot be resumed (a save cut short, a
+    link to a folder gone): v1.3.1's ``--resume_from_checkpoint latest`` takes the highest step
+    whatever its state, and would fail on them at every relaunch."""
+    removed = []
+    for path in work.glob(f"{ckpt.PREFIX}*"):
+        if ckpt.step_of(path) is None or (path.is_dir() and ckpt.is_complete(path)):
+            continue
+        log.warning("removing %s: an incomplete checkpoint the trainer would try to resume from", path)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
+
+
 def train_opensora_step(
     data_txt: str | Path,
     previous_dir: str | Path | None,
@@ -661,6 +707,7 @@ def train_opensora_step(
         cfg.effective_learning_rate,
         cfg.lr_scaling,
     )
+    remove_incomplete(work)
     if job.start_epoch > 0:
         if previous_dir is None or not ckpt.is_complete(previous_dir):
             raise MissingAssetError(
