@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -590,7 +591,9 @@ def launch_env(repo: str | Path) -> dict[str, str]:
 
 
 def _executable(name: str) -> str:
-    exe = shutil.which(name)
+    """``accelerate`` / ``torchrun`` on PATH, else beside this interpreter (an env's own tools, when
+    the env runs without being activated)."""
+    exe = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if exe is None:
         raise MissingAssetError(name, "conda env envs/train-opensora.yaml", f"'{name}' is not on PATH")
     return exe
