@@ -282,8 +282,10 @@ def family_for(pretrained: str, revision: str = "main", prediction_type: str = "
     return family
 
 
-def fetch_pipeline(hub_id: str, out_dir: str | Path, revision: str = "main") -> Path:
-    """Rule ``fetch_diffusers_model``: download a hub pipeline into a local folder.
+def fetch_pipeline(
+    hub_id: str, out_dir: str | Path, revision: str = "main", rule: str = "fetch_diffusers_model"
+) -> Path:
+    """Rule ``fetch_diffusers_model`` (or ``rule``): download a hub pipeline into a local folder.
 
     Raises:
         MissingAssetError: the download fails (no network): place the folder by hand.
@@ -293,7 +295,5 @@ def fetch_pipeline(hub_id: str, out_dir: str | Path, revision: str = "main") -> 
     try:
         snapshot_download(hub_id, revision=revision, local_dir=str(out_dir))
     except Exception as exc:  # network, auth or a wrong id all mean: not here
-        raise MissingAssetError(
-            out_dir, "fetch_diffusers_model", f"download of {hub_id}@{revision} failed: {exc}"
-        ) from exc
+        raise MissingAssetError(out_dir, rule, f"download of {hub_id}@{revision} failed: {exc}") from exc
     return Path(out_dir)
