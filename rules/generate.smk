@@ -99,6 +99,7 @@ if GEN_BASELINES:
             output:
                 directory("{baseline_folder}"),
             params:
+                model=lambda wc: next(m for m, s in GEN_BASELINES.items() if s["pretrained"] == wc.baseline_folder),
                 spec=lambda wc: next(s for s in GEN_BASELINES.values() if s["pretrained"] == wc.baseline_folder),
             wildcard_constraints:
                 baseline_folder="|".join(re.escape(p) for p in to_fetch("fetch_baseline_model")),

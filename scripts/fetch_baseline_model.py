@@ -1,7 +1,6 @@
-"""Rule fetch_baseline_model: a baseline-only pipeline of generate.baselines into its folder."""
+"""Rule fetch_baseline_model (params.model: the generate.baselines entry whose pretrained folder is output[0])."""
 from tav_pipeline import logs
-from tav_pipeline.train.families import fetch_pipeline
+from tav_pipeline.generate import fetch_baseline_step
 
 with logs.to_file(snakemake.log[0]):
-    spec = snakemake.params.spec
-    fetch_pipeline(spec["hub_id"], snakemake.output[0], revision=spec["revision"], rule=snakemake.rule)
+    fetch_baseline_step(snakemake.params.spec, snakemake.params.model, snakemake.output[0])

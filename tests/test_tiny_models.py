@@ -101,3 +101,75 @@ def test_captions_are_deterministic_and_depend_on_the_image(tiny: Path, tmp_path
     assert _generate(rebuilt, lavfi_frames) == first
     # Different pictures give different token sequences (the vision tower is not a no-op).
     assert len({tuple(seq) for seq in first}) == len(lavfi_frames)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny EasyAnimate (the baseline-only diffusers model of the demo and the generation tests)
+
+
+@pytest.fixture(scope="module")
+def tiny_easyanimate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("diffusers")
+    from tav_pipeline.tiny_easyanimate import build_tiny_easyanimate
+
+    return build_tiny_easyanimate(tmp_path_factory.mktemp("tiny") / "easyanimate", seed=0)
+
+
+def test_tiny_easyanimate_has_the_classes_of_the_real_checkpoint(tiny_easyanimate: Path) -> None:
+    import json
+
+    index = json.loads((tiny_easyanimate / "model_index.json").read_text())
+    # alibaba-pai/EasyAnimateV5.1-7b-zh-diffusers: the pipeline's own type hints
+    assert index["_class_name"] == "EasyAnimatePipeline"
+    assert {k: v for k, v in index.items() if not k.startswith("_")} == {
+        "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"],
+        "text_encoder": ["transformers", "Qwen2VLForConditionalGeneration"],
+        "tokenizer": ["transformers", "Qwen2Tokenizer"],
+        "transformer": ["diffusers", "EasyAnimateTransformer3DModel"],
+        "vae": ["diffusers", "AutoencoderKLMagvit"],
+    }
+    total = sum(p.stat().st_size for p in tiny_easyanimate.rglob("*") if p.is_file())
+    assert total < 3 * 1024 * 1024
+
+
+def test_tiny_easyanimate_loads_offline_and_tokenises_words(
+    tiny_easyanimate: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusers import DiffusionPipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    pipe = DiffusionPipeline.from_pretrained(str(tiny_easyanimate), local_files_only=True)
+    assert type(pipe).__name__ == "EasyAnimatePipeline"
+    tok = pipe.tokenizer
+    assert pipe.text_encoder.config.text_config.vocab_size == len(tok)
+    assert pipe.transformer.config.text_embed_dim == pipe.text_encoder.config.text_config.hidden_size
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": [{"type": "text", "text": "Previous scene: a dog; Next scene: a cat"}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    pieces = tok.tokenize(text)
+    assert {"\u0120dog", "\u0120scene", "\u0120cat", "<|im_start|>", "<|im_end|>"} <= set(pieces)
+    assert tok.decode(tok(text).input_ids) == text  # byte-level: any text round-trips
+    assert tok.decode(tok("Überraschung 42!").input_ids) == "Überraschung 42!"
+    # the temporal and spatial compression of the real VAE: 9 frames at 32x32 -> 3x4x4 latents
+    assert (pipe.vae.temporal_compression_ratio, pipe.vae.spatial_compression_ratio) == (4, 8)
+
+
+def test_tiny_easyanimate_is_deterministic_and_leaves_the_global_rng(
+    tiny_easyanimate: Path, tmp_path: Path
+) -> None:
+    from tav_pipeline.tiny_easyanimate import build_tiny_easyanimate
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    again = build_tiny_easyanimate(tmp_path / "again", seed=0)
+    assert torch.equal(torch.rand(3), expected)
+    other = build_tiny_easyanimate(tmp_path / "other", seed=1)
+    for part in ("transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        assert _sha(again / part) == _sha(tiny_easyanimate / part)
+        assert _sha(other / part) != _sha(tiny_easyanimate / part)
+    weights = sorted((tiny_easyanimate / "text_encoder").glob("*.safetensors"))
+    assert weights and [_sha(p) for p in weights] == [_sha(again / "text_encoder" / p.name) for p in weights]

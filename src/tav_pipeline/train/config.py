@@ -33,7 +33,8 @@ Every number defaults to the paper's value. Where the paper is ambiguous the key
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -314,6 +315,129 @@ class OpenSoraSampling:
     extra_args: tuple[str, ...] = ()
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""Where a pipeline runs: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` (or ``cuda:N``)."""
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+"""Pipeline precision; ``auto``: bfloat16 on CUDA, float32 on CPU."""
+RESERVED_CALL_KWARGS = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "num_frames",
+        "height",
+        "width",
+        "num_inference_steps",
+        "guidance_scale",
+        "generator",
+        "output_type",
+        "return_dict",
+    }
+)
+"""Pipeline ``__call__`` arguments a baseline sets from its own keys or that generation owns."""
+
+
+@dataclass(frozen=True)
+class BaselineModel:
+    """One entry ``name: spec`` of ``generate.baselines``: a pretrained diffusers text-to-video
+    pipeline (``CogVideoXPipeline``, ``EasyAnimatePipeline``, ...) that generates the test prompts
+    as released, under ``results/generated/{name}/baseline``. No key has a default here: the
+    schema gives them (:meth:`from_dict` refuses a spec that lacks one)."""
+
+    name: str
+    """The model's name in ``results/generated/{name}`` and in the tables."""
+    pretrained: str
+    """Local folder in ``save_pretrained`` layout, or a hub id (fetched into the hub cache)."""
+    hub_id: str
+    """Where the rule ``fetch_baseline_model`` downloads a missing local ``pretrained`` folder
+    from (empty: place the folder by hand)."""
+    revision: str
+    num_frames: int
+    height: int
+    width: int
+    fps: float
+    """Frame rate of the written mp4 (the pipeline makes frames, not a rate)."""
+    num_inference_steps: int
+    guidance_scale: float
+    negative_prompt: str
+    device: str
+    dtype: str
+    call_kwargs: dict[str, Any]
+    """Further ``__call__`` arguments of the pipeline (e.g. ``use_dynamic_cfg``); a key the
+    pipeline does not take is an error when it loads."""
+
+    def _key(self, key: str) -> str:
+        return f"generate.baselines.{self.name}.{key}"
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ConfigError(f"generate.baselines.{self.name}", "a model name must be non-empty and without '/'")
+        for key in ("pretrained", "hub_id", "revision", "negative_prompt", "device", "dtype"):
+            if not isinstance(getattr(self, key), str):
+                raise ConfigError(self._key(key), f"must be a string, got {getattr(self, key)!r}")
+        for key in ("num_frames", "height", "width", "num_inference_steps"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(self._key(key), f"must be a positive integer, got {value!r}")
+        for key in ("fps", "guidance_scale"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(self._key(key), f"must be a number, got {value!r}")
+        if not self.pretrained:
+            raise ConfigError(self._key("pretrained"), "must name a folder or a hub id")
+        if not self.revision:
+            raise ConfigError(self._key("revision"), "must name a branch, tag or commit")
+        if self.height % 8 or self.width % 8:
+            raise ConfigError(
+                self._key("height"), f"{self.height}x{self.width}: both must be multiples of 8 (the VAE's stride)"
+            )
+        if self.fps <= 0:
+            raise ConfigError(self._key("fps"), f"must be > 0, got {self.fps}")
+        if self.guidance_scale < 0:
+            raise ConfigError(self._key("guidance_scale"), f"must be >= 0, got {self.guidance_scale}")
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ConfigError(self._key("device"), f"unknown device {self.device!r} ({', '.join(DEVICES)} or cuda:N)")
+        if self.dtype not in DTYPE_NAMES:
+            raise ConfigError(self._key("dtype"), f"unknown dtype {self.dtype!r} ({', '.join(DTYPE_NAMES)})")
+        if not isinstance(self.call_kwargs, dict):
+            raise ConfigError(self._key("call_kwargs"), f"expected a mapping, got {type(self.call_kwargs).__name__}")
+        for key in self.call_kwargs:
+            if not isinstance(key, str) or not key.isidentifier():
+                raise ConfigError(self._key(f"call_kwargs.{key}"), "not an argument name")
+            if key in RESERVED_CALL_KWARGS:
+                raise ConfigError(
+                    self._key(f"call_kwargs.{key}"),
+                    "set by the spec's own keys or by generation itself, not by call_kwargs",
+                )
+
+    @classmethod
+    def from_dict(cls, name: str, d: Mapping[str, Any]) -> BaselineModel:
+        """The model ``name`` from its spec (every key of this class but ``name``).
+
+        Raises:
+            ConfigError: naming ``generate.baselines.<name>.<key>`` for an unknown, missing or bad key.
+        """
+        section = f"generate.baselines.{name}"
+        if not isinstance(d, Mapping):
+            raise ConfigError(section, f"expected a mapping, got {type(d).__name__}")
+        known = [f.name for f in fields(cls) if f.name != "name"]
+        for key in d:
+            if key not in known:
+                raise ConfigError(f"{section}.{key}", f"unknown key; known keys: {sorted(known)}")
+        for key in known:
+            if key not in d:
+                raise ConfigError(f"{section}.{key}", "missing (the schema's default fills it in a workflow run)")
+        spec = dict(d)
+        if isinstance(spec["call_kwargs"], Mapping):
+            spec["call_kwargs"] = dict(spec["call_kwargs"])
+        return cls(name=str(name), **spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec (without ``name``), as :meth:`from_dict` takes it."""
+        d = asdict(self)
+        del d["name"]
+        return d
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     """``generate:`` in config.yaml: test-prompt videos of the baseline and each checkpoint."""
@@ -327,6 +451,9 @@ class GenerateConfig:
     samples) or the raw trained weights (``model``)."""
     diffusers: DiffusersSampling = field(default_factory=DiffusersSampling)
     opensora: OpenSoraSampling = field(default_factory=OpenSoraSampling)
+    baselines: dict[str, BaselineModel] = field(default_factory=dict)
+    """Pretrained-only models (name -> :class:`BaselineModel`), generated by the rule
+    ``generate_baseline_videos`` for the tables and figures that compare with them."""
 
     def __post_init__(self) -> None:
         if not self.groups:
@@ -350,4 +477,8 @@ class GenerateConfig:
             osp = dict(d["opensora"])
             osp["extra_args"] = tuple(str(a) for a in osp.get("extra_args", ()))
             d["opensora"] = OpenSoraSampling(**osp)
+        if "baselines" in d:
+            if not isinstance(d["baselines"], Mapping):
+                raise ConfigError("generate.baselines", f"expected a mapping, got {type(d['baselines']).__name__}")
+            d["baselines"] = {str(n): BaselineModel.from_dict(str(n), spec) for n, spec in d["baselines"].items()}
         return cls(**d)

@@ -282,7 +282,9 @@ def family_for(pretrained: str, revision: str = "main", prediction_type: str = "
     return family
 
 
-def fetch_pipeline(hub_id: str, out_dir: str | Path, revision: str = "main", rule: str = "fetch_diffusers_model") -> Path:
+def fetch_pipeline(
+    hub_id: str, out_dir: str | Path, revision: str = "main", rule: str = "fetch_diffusers_model"
+) -> Path:
     """Rule ``fetch_diffusers_model`` (or ``rule``): download a hub pipeline into a local folder.
 
     Raises:
