@@ -444,6 +444,9 @@ class GenerateConfig:
 
     groups: tuple[str, ...] = ("A", "B", "C")
     baseline: bool = True
+    prompt_set: Literal["tav", "paper"] = "tav"
+    """Which prompt files every model generates: TAV's test split or the paper's printed prompts
+    (the rules pick the files; the generation code reads whichever it is given)."""
     seed: int = 42
     """Video ``i`` of every group and checkpoint uses seed ``seed + i`` (paired comparisons)."""
     weights: Literal["ema", "model"] = "ema"
