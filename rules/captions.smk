@@ -1,4 +1,5 @@
-# One keyframe per scene and one BLIP caption per keyframe (paper section 3).
+# One keyframe per scene and one BLIP caption per keyframe (paper section 3), for validated
+# clips only.
 
 
 rule extract_keyframes:
@@ -6,8 +7,7 @@ rule extract_keyframes:
         clip=R("clips/{video}.mp4"),
         meta=R("clips/{video}.json"),
     output:
-        scene1=R("keyframes/{video}/scene1.png"),
-        scene2=R("keyframes/{video}/scene2.png"),
+        frames=directory(R("keyframes/{video}")),  # scene1.png, scene2.png; empty when rejected
         meta=R("keyframes/{video}.json"),
     params:
         keyframes=config["keyframes"],
@@ -22,8 +22,8 @@ rule extract_keyframes:
 rule caption_scenes:
     input:
         model=caption_model(),
-        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), clip_videos()),
-        validation=lambda wc: per_video(R("validation/{video}.json"), clip_videos()),
+        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), validated_videos()),
+        validation=lambda wc: per_video(R("validation/{video}.json"), validated_videos()),
     output:
         R("captions.jsonl"),
     params:

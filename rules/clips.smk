@@ -1,4 +1,6 @@
-# Clips around the first cut, their validation, and the rejects table.
+# Clips around the first cut, their validation, and the rejects table. A per-video step never
+# fails the run on a bad video: it writes its record with "status: rejected" and a reason (a
+# rejected clip leaves an empty placeholder mp4), and collect_rejects lists it with the stage.
 
 
 rule extract_clip:
@@ -20,7 +22,8 @@ rule extract_clip:
         "../scripts/extract_clip.py"
 
 
-rule validate_clip:
+# A checkpoint: only clips that pass get keyframes and captions (validated_videos in common.smk).
+checkpoint validate_clip:
     input:
         clip=R("clips/{video}.mp4"),
         meta=R("clips/{video}.json"),
@@ -41,7 +44,9 @@ rule collect_rejects:
     input:
         fetched=lambda wc: per_video(R("videos/{video}.json"), sampled_videos()),
         cuts=lambda wc: per_video(R("cuts/{video}.json"), sampled_videos()),
+        clips=lambda wc: per_video(R("clips/{video}.json"), clip_videos()),
         validation=lambda wc: per_video(R("validation/{video}.json"), clip_videos()),
+        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), validated_videos()),
     output:
         rejects=report(R("rejects.csv"), caption="report/rejects.rst", category="Data"),
         failures=R("fetch_failures.csv"),

@@ -9,8 +9,10 @@ from tav_pipeline.clips import ClipConfig, rejection
 from tav_pipeline.cuts import CutResult
 from tav_pipeline.figures import FrameStripConfig
 from tav_pipeline.metrics.vbench import VBenchConfig, weight_paths, weight_sources
+from tav_pipeline.source import KEY_PATTERN
 from tav_pipeline.tables import TablesConfig
 from tav_pipeline.train import targets as TT
+from tav_pipeline.validation import ValidationRecord
 
 
 validate(config, schema="schemas/config.schema.yaml")
@@ -52,6 +54,12 @@ def to_fetch(rule):
     return [a.path for a in ASSETS if a.rule == rule and not a.present]
 
 
+# Video keys (tav_pipeline.source.video_key) are [A-Za-z0-9_-]+ and never periodic, so every
+# Panda-70M ID is a valid wildcard value, and {video} never spans a folder or an extension.
+wildcard_constraints:
+    video=KEY_PATTERN,
+
+
 def R(path):
     """A path under the results folder."""
     return f"{RESULTS}/{path}"
@@ -76,6 +84,16 @@ def clip_videos(wildcards=None):
         if rejection(result, clip_config) is None:
             keep.append(video)
     return keep
+
+
+def validated_videos(wildcards=None):
+    """Videos whose clip passed validation (reads every validate_clip checkpoint): only these get
+    keyframes and captions."""
+    return [
+        video
+        for video in clip_videos()
+        if ValidationRecord.read(checkpoints.validate_clip.get(video=video).output[0]).passed
+    ]
 
 
 def per_video(pattern, videos):

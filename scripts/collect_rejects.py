@@ -9,4 +9,6 @@ with logs.to_file(snakemake.log[0]):
         snakemake.params.clips,
         snakemake.output.rejects,
         snakemake.output.failures,
+        sidecars=snakemake.input.clips,
+        keyframes=snakemake.input.keyframes,
     )

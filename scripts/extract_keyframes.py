@@ -6,7 +6,6 @@ with logs.to_file(snakemake.log[0]):
         snakemake.input.clip,
         snakemake.input.meta,
         snakemake.params.keyframes,
-        snakemake.output.scene1,
-        snakemake.output.scene2,
+        snakemake.output.frames,
         snakemake.output.meta,
     )

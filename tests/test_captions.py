@@ -398,3 +398,24 @@ def test_records_from_keyframes_keeps_validated_clips(two_scene_clip: tuple[Path
     assert records[0]["scene1_png"] == str(tmp_path / "1.png") and records[0]["scene2_png"] == str(tmp_path / "2.png")
     checks = [{"video": "vid_a", "passed": False}, {"video": "vid_b", "passed": True}]
     assert [r["video"] for r in records_from_keyframes([kf, other], checks)] == ["vid_b"]
+
+
+def test_extract_keyframes_step_writes_a_reject_instead_of_raising(
+    two_scene_clip: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    from tav_pipeline import steps
+
+    clip, sidecar = two_scene_clip
+    sidecar_json = tmp_path / "clip.json"
+    sidecar_json.write_text(json.dumps(sidecar))
+    good = steps.extract_keyframes_step(clip, sidecar_json, {}, tmp_path / "ok", tmp_path / "ok.json")
+    assert good["status"] == "ok" and sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["scene1.png", "scene2.png"]
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(clip.read_bytes()[:800])  # the clip no longer decodes
+    bad = steps.extract_keyframes_step(broken, sidecar_json, {}, tmp_path / "bad", tmp_path / "bad.json")
+    assert bad["status"] == "rejected" and bad["reason"] == "unreadable"
+    assert json.loads((tmp_path / "bad.json").read_text()) == bad
+    assert list((tmp_path / "bad").iterdir()) == []
+    # a rejected keyframe record is never captioned
+    assert [r["video"] for r in records_from_keyframes([tmp_path / "ok.json", {**bad, "video": "vid_z"}])] == ["vid_a"]

@@ -102,3 +102,46 @@ def test_file_names_with_spaces_and_quotes(make_video, tmp_path) -> None:
     record = extract_clip(result, out, ClipConfig())
     assert out.exists() and record.frames == 96
     assert not (tmp_path / "pwned").exists()
+
+
+def test_extract_clip_step_writes_a_reject_instead_of_raising(tmp_path, make_video) -> None:
+    """A source that stops decoding between cut detection and cutting: the step records the
+    reject (empty placeholder mp4), validation skips it, and collect_rejects names the stage."""
+    import shutil
+
+    from tav_pipeline import steps
+    from tav_pipeline.validation import ValidationRecord
+
+    src = tmp_path / "src.mp4"
+    shutil.copy(make_video("step_src", [("red", 3.0), ("blue", 3.0)]), src)
+    result = detect_cuts(src, CutConfig(), video="vid")
+    result.write(tmp_path / "cuts.json")
+    src.write_bytes(src.read_bytes()[:1500])  # truncated: the moov atom is gone
+    record = steps.extract_clip_step(tmp_path / "cuts.json", tmp_path / "c.mp4", tmp_path / "c.json", {})
+    assert (record.status, record.reason, record.clip) == ("rejected", "unreadable", "")
+    assert ClipRecord.read(tmp_path / "c.json") == record
+    assert (tmp_path / "c.mp4").stat().st_size == 0
+    check = steps.validate_clip_step(tmp_path / "c.json", tmp_path / "v.json", {}, {})
+    assert not check.passed and check.reason == "clip_rejected" and "unreadable" in check.detail
+    assert ValidationRecord.read(tmp_path / "v.json") == check
+
+    table = steps.collect_rejects([], [tmp_path / "cuts.json"], [tmp_path / "v.json"], {}, tmp_path / "r.csv",
+                                  tmp_path / "f.csv", sidecars=[tmp_path / "c.json"])
+    assert table.to_dict("records") == [
+        {"video": "vid", "stage": "extract_clip", "reason": "unreadable", "detail": record.detail, "path": str(src)}
+    ]
+
+
+def test_collect_rejects_reports_keyframe_rejects(tmp_path) -> None:
+    import json
+
+    from tav_pipeline import steps
+
+    (tmp_path / "k.json").write_text(json.dumps(
+        {"video": "v1", "status": "rejected", "clip": "c.mp4", "reason": "decode_error", "detail": "frames [3]"}))
+    (tmp_path / "ok.json").write_text(json.dumps({"video": "v2", "status": "ok", "clip": "d.mp4"}))
+    table = steps.collect_rejects([], [], [], {}, tmp_path / "r.csv", tmp_path / "f.csv",
+                                  keyframes=[tmp_path / "k.json", tmp_path / "ok.json"])
+    assert table[["video", "stage", "reason"]].to_dict("records") == [
+        {"video": "v1", "stage": "extract_keyframes", "reason": "decode_error"}
+    ]

@@ -104,10 +104,8 @@ def test_sample_config() -> None:
     assert cfg.categories == {"Pets": ("dog", "cat")}
     assert cfg.order == ["Pets", OTHER]
     assert SampleConfig().size == 500 and SampleConfig().population == 2000
-    for bad in ({"sizes": 1}, {"size": 0}, {"size": 2.5}, {"stratify_by": "genre"},
-                {"categories": {"other": ["x"]}}, {"categories": {"a": "dog"}}, {"categories": {"a": []}},
-                {"youtube_map": {"Gaming": "games"}, "stratify_by": "youtube"},
-                {"stratify_by": "youtube", "categories": {"Pets": ["dog"]}}):
+    for bad in ({"sizes": 1}, {"size": 0}, {"size": 2.5}, {"stratify_by": "keyword"},
+                {"categories": {"other": ["x"]}}, {"categories": {"a": "dog"}}, {"categories": {"a": []}}):
         with pytest.raises(ConfigError):
             SampleConfig.from_dict(bad)
 
@@ -177,29 +175,6 @@ def test_size_at_least_population_takes_all(caplog: pytest.LogCaptureFixture) ->
         sample = stratified_sample(df, SampleConfig(size=500))
     assert sorted(sample["videoID"]) == sorted(df["videoID"])
     assert "has 50 videos" in caplog.text and "taking them all" in caplog.text
-
-
-def test_youtube_strategy_column_and_lookup(caplog: pytest.LogCaptureFixture) -> None:
-    df = population(n_extra_single=False).iloc[:6].copy()
-    cfg = SampleConfig(stratify_by="youtube", size=6, population=6)
-    with pytest.raises(ConfigError, match="youtube_category"):
-        categorize(df, cfg)
-    df["youtube_category"] = ["Pets & Animals", "gaming", "Howto & Style", "Music", "", "Weird"]
-    assert categorize(df, cfg).tolist() == ["animals", "gaming", "tutorials", "activities", OTHER, OTHER]
-
-    looked_up: list[str] = []
-
-    def lookup(row: dict[str, Any]) -> str:
-        looked_up.append(row["videoID"])
-        if len(looked_up) == 2:
-            raise RuntimeError("ERROR: [youtube] x: Private video")
-        return "Sports"
-
-    with caplog.at_level(logging.WARNING, logger="tav_pipeline.sample"):
-        cats = categorize(df.drop(columns="youtube_category"), cfg, youtube_lookup=lookup)
-    assert looked_up == df["videoID"].tolist()
-    assert cats.tolist() == ["sports", OTHER, "sports", "sports", "sports", "sports"]
-    assert "failed for 1 of 6" in caplog.text
 
 
 def test_write_sample_files(tmp_path: Path) -> None:

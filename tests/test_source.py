@@ -10,6 +10,7 @@ import csv
 import functools
 import http.server
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -25,18 +26,19 @@ import pytest
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.source import (
     DEFAULT_YTDLP_FORMAT,
+    KEY_PATTERN,
+    MAX_KEY_LENGTH,
     FetchRecord,
     MetadataError,
     SourceConfig,
     classify_download_error,
-    fetch_info,
     fetch_video,
     find_local,
+    periodic_suffix,
     read_metadata,
     timestamp_seconds,
     video_key,
     write_failures,
-    youtube_category,
     ytdlp_options,
 )
 
@@ -128,6 +130,50 @@ def test_video_keys_are_safe_and_unique(metadata_csv: Path) -> None:
     assert video_key("a b") != video_key("a_b") == "a_b"
     assert video_key("a b") != video_key("a  b")
     assert video_key("a b") == video_key("a b")  # stable
+
+
+PERIODIC_IDS = [
+    "cam1_00000000000000000000",  # the ID that made Snakemake abort the DAG
+    "0" * 20,
+    "0" * 300,
+    "x" + "ab" * 20,
+    "clip_" + "a_" * 25,
+    "v" + "abc" * 40,
+]
+NOT_PERIODIC_IDS = ["-2yHu5qgTzM", "cam1_0000000000000000000", "ab" * 19 + "a", "a" * 19, "abc" * 19 + "ab"]
+
+
+def test_periodic_suffix_is_snakemakes_test() -> None:
+    from snakemake.io import PeriodicityDetector
+
+    detector = PeriodicityDetector()
+    for value in PERIODIC_IDS + NOT_PERIODIC_IDS + ["a" * 100 + "b", "ba" * 60, "_" * 21]:
+        assert (periodic_suffix(value) is None) == (detector.is_periodic(value) is None), value
+    assert periodic_suffix("cam1_00000000000000000000") == "0"
+    assert periodic_suffix("x" + "ab" * 20) == "ab"
+
+
+def test_every_id_gets_a_wildcard_safe_key() -> None:
+    from snakemake.io import PeriodicityDetector
+
+    detector = PeriodicityDetector()
+    rng = np.random.default_rng(0)
+    alphabet = list("0a_-b/ .é")
+    generated = ["".join(rng.choice(alphabet, size=int(rng.integers(1, 120)))) for _ in range(300)]
+    ids = PERIODIC_IDS + NOT_PERIODIC_IDS + generated + ["a" * 65, "a/b" * 30, "%" * 40]
+    keys = {video_id: video_key(video_id) for video_id in ids}
+    for video_id, key in keys.items():
+        assert re.fullmatch(KEY_PATTERN, key), (video_id, key)
+        assert len(key) <= MAX_KEY_LENGTH, (video_id, key)
+        assert detector.is_periodic(key) is None, (video_id, key)
+    assert len(set(keys.values())) == len(keys)  # distinct IDs, distinct keys
+    for video_id in NOT_PERIODIC_IDS:
+        assert keys[video_id] == video_id  # normal IDs are their own key
+    odd = keys["cam1_00000000000000000000"]
+    assert odd.startswith("cam1_00000000000000000000-") and len(odd.rsplit("-", 1)[1]) == 8  # readable + hash
+    assert keys["0" * 300].startswith("0" * 40 + "-")
+    long_id = "".join(f"{i:02d}" for i in range(32))  # 64 characters, not periodic
+    assert video_key(long_id) == long_id and len(video_key(long_id + "x")) < 64  # longer IDs are shortened
 
 
 def test_empty_url_is_allowed_but_cannot_download(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -255,13 +301,6 @@ def test_ytdlp_options(tmp_path: Path) -> None:
 )
 def test_classify_download_error(message: str, kind: str) -> None:
     assert classify_download_error(message) == kind
-
-
-def test_youtube_category() -> None:
-    assert youtube_category({"categories": ["Pets & Animals"]}) == "Pets & Animals"
-    assert youtube_category({"categories": ["", " Gaming "]}) == "Gaming"
-    assert youtube_category({"categories": None}) == ""
-    assert youtube_category({}) == "" and youtube_category(None) == ""
 
 
 # ------------------------------------------------------------------------------------------
@@ -446,16 +485,6 @@ def test_ytdlp_section_download_over_http(tmp_path: Path, server: tuple[str, dic
     assert first_blue + rec.section_start == pytest.approx(CUT_AT, abs=1.5 / FPS)
     assert last == pytest.approx(10.0 - 1.0 / FPS, abs=2.5 / FPS)
     assert not [p for p in (tmp_path / "dl").iterdir() if p.suffix in (".part", ".ytdl")]
-
-
-def test_fetch_info_does_not_download(tmp_path: Path, server: tuple[str, dict[str, int]],
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    base, _ = server
-    monkeypatch.chdir(tmp_path)
-    info = fetch_info(f"{base}/source.mp4")
-    assert info["id"] == "source" and info["ext"] == "mp4"
-    assert youtube_category(info) == ""  # a plain file has no YouTube category
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_ytdlp_full_download_from_file_url(tmp_path: Path, media_dir: Path) -> None:

@@ -104,6 +104,10 @@ def test_demo_rejects_every_bad_input_with_its_reason(demo_run: Path) -> None:
         else:
             assert key in rejects, video_id
             assert rejects[key]["reason"] == t["expect"], (video_id, rejects[key])
+    # keyframes (and so captions) only for the clips that passed validation
+    keyframed = {p.stem for p in (results / "keyframes").glob("*.json")}
+    assert keyframed == {key_of[v] for v, t in truth.items() if t["expect"] == "clip"}
+    assert key_of[ODD_ID] != ODD_ID and rejects[key_of[ODD_ID]]["stage"] == "validate_clip"
 
 
 @pytest.mark.slow
@@ -118,3 +122,101 @@ def test_demo_clips_are_centred_on_the_true_first_cut(demo_run: Path) -> None:
         sidecar = json.loads((results / "clips" / f"{key_of[video_id]}.json").read_text())
         assert sidecar["cut_time"] == pytest.approx(t["cuts"][0], abs=0.06), video_id
         assert sidecar["duration"] <= 10.0 + 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Odd IDs and per-video rejects, on a tiny corpus of real videos
+
+ODD_ID = "cam1_00000000000000000000"  # ends in twenty "0": Snakemake's periodic-wildcard check
+
+
+def tiny_corpus(work: Path, videos: dict[str, Path | None]) -> Path:
+    """A Panda-70M-format metadata CSV of ``videos`` (ID -> file in a local folder, or None for a
+    missing one) and a config that samples all of them offline; returns the config file."""
+    import shutil
+
+    folder = work / "tiny" / "videos"
+    folder.mkdir(parents=True)
+    rows = []
+    for video_id, path in videos.items():
+        if path is not None:
+            shutil.copy(path, folder / f"{video_id}.mp4")
+        rows.append({
+            "videoID": video_id, "url": "", "timestamp": repr([["0:00:00.000", "0:00:10.000"]]),
+            "caption": repr(["a test pattern"]), "matching_score": repr([0.5]),
+        })
+    with (work / "tiny" / "meta.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    config = {
+        "source": {"metadata_csv": "tiny/meta.csv", "video_dir": "tiny/videos", "download": False},
+        "sample": {"size": len(videos), "population": len(videos)},
+        "clips": {"encoder": {"preset": "ultrafast"}},
+    }
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    return work / "tiny.yaml"
+
+
+def snakemake_in(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        SNAKEMAKE + ["--configfile", "config.yaml", "tiny.yaml", "--cores", "2", *args],
+        cwd=work, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=900,
+    )
+
+
+def test_a_periodic_id_does_not_abort_the_dag(tmp_path: Path, make_video) -> None:
+    from conftest import copy_workflow
+
+    from tav_pipeline.source import video_key
+
+    work = copy_workflow(tmp_path / "wf")
+    tiny_corpus(work, {ODD_ID: make_video("two_scenes", [("pattern", 5), ("fractal", 5)]), "plainID0001": None})
+    proc = snakemake_in(work, "results/sample.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # Building the DAG past the sample checkpoint is where the periodic ID used to abort the run.
+    proc = snakemake_in(work, "-n", "results/rejects.csv")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "PeriodicWildcardError" not in out and "periodically repeated" not in out
+    key = video_key(ODD_ID)
+    assert key != ODD_ID and f"results/videos/{key}.json" in out
+    assert "results/videos/plainID0001.json" in out
+
+
+@pytest.mark.slow
+def test_bad_clips_become_rejects_and_get_no_keyframes(tmp_path: Path, make_video) -> None:
+    """Real run to rejects.csv: a source that no longer decodes when its clip is cut is an
+    extract_clip reject, a clip that fails validation gets no keyframes, and the run goes on."""
+    from conftest import copy_workflow
+
+    from tav_pipeline.demo import DemoConfig, DemoVideo
+    from tav_pipeline.demo import make_video as make_demo_video
+    from tav_pipeline.source import video_key
+
+    work = copy_workflow(tmp_path / "wf")
+    dim = make_demo_video(DemoVideo("dim", (("ember", 5.0), ("ash", 5.0)), "", "below_threshold"), tmp_path,
+                          DemoConfig(width=160, height=120))
+    good = make_video("two_scenes", [("pattern", 5), ("fractal", 5)])
+    tiny_corpus(work, {ODD_ID: good, "dim_cut_01": dim, "goes_bad_1": good})
+    proc = snakemake_in(work, "results/cuts/goes_bad_1.json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    source = work / "tiny" / "videos" / "goes_bad_1.mp4"
+    source.write_bytes(source.read_bytes()[:2000])  # the file breaks after its cuts were found
+    proc = snakemake_in(work, "results/rejects.csv")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+    results = work / "results"
+    with (results / "rejects.csv").open() as handle:
+        rejects = {row["video"]: row for row in csv.DictReader(handle)}
+    odd = video_key(ODD_ID)
+    assert set(rejects) == {"dim_cut_01", "goes_bad_1"}
+    assert (rejects["goes_bad_1"]["stage"], rejects["goes_bad_1"]["reason"]) == ("extract_clip", "unreadable")
+    assert (rejects["dim_cut_01"]["stage"], rejects["dim_cut_01"]["reason"]) == ("validate_clip", "below_threshold")
+    sidecar = json.loads((results / "clips" / "goes_bad_1.json").read_text())
+    assert (sidecar["status"], sidecar["reason"], sidecar["clip"]) == ("rejected", "unreadable", "")
+    assert (results / "clips" / "goes_bad_1.mp4").stat().st_size == 0  # the placeholder
+    assert json.loads((results / "validation" / "goes_bad_1.json").read_text())["reason"] == "clip_rejected"
+    # keyframes only for the clip that passed validation
+    assert sorted(p.name for p in (results / "keyframes").glob("*.json")) == [f"{odd}.json"]
+    assert sorted(p.name for p in (results / "keyframes" / odd).glob("*.png")) == ["scene1.png", "scene2.png"]

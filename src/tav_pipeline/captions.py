@@ -178,7 +178,7 @@ def extract_keyframes(
         out_json: record of the choice, see Returns.
 
     Returns:
-        the record written to ``out_json``: ``video``, ``clip``, ``fps``, ``frames``,
+        the record written to ``out_json``: ``video``, ``status`` (``ok``), ``clip``, ``fps``, ``frames``,
         ``cut_frame_in_clip``, ``position``, ``margin``, ``scene1`` and ``scene2`` (each ``frame``,
         ``time``, ``scene_start``, ``scene_end``, ``fallback``, ``png``).
 
@@ -200,6 +200,7 @@ def extract_keyframes(
     images = frames_at(clip_mp4, [k1.frame, k2.frame], pixel_format="bgr24")
     record: dict[str, Any] = {
         "video": meta.get("video", Path(clip_mp4).stem),
+        "status": "ok",
         "clip": str(clip_mp4),
         "fps": float(meta["fps"]),
         "frames": int(meta["frames"]),
@@ -646,7 +647,8 @@ def records_from_keyframes(
     """Turn keyframe records (:func:`extract_keyframes`) into :func:`caption_clips` records.
 
     Arguments:
-        keyframes: ``keyframes/{video}.json`` paths or loaded records.
+        keyframes: ``keyframes/{video}.json`` paths or loaded records; records whose ``status`` is
+            not ``ok`` (keyframe extraction was rejected) are skipped.
         validations: when given, ``validation/{video}.json`` records; only clips whose record says
             ``"passed": true`` are kept (captioning a clip that cannot enter the dataset is wasted GPU
             time).
@@ -666,6 +668,9 @@ def records_from_keyframes(
         rec = read_json_object(obj)
         video = str(rec["video"])
         if passed is not None and video not in passed:
+            continue
+        if rec.get("status", "ok") != "ok":
+            log.info("%s: no keyframes (%s), not captioned", video, rec.get("reason", rec.get("status")))
             continue
         out.append({"video": video, "clip": rec.get("clip"), "scene1_png": rec["scene1"]["png"], "scene2_png": rec["scene2"]["png"]})
     skipped = "" if passed is None else f" ({len(passed)} validated)"

@@ -126,7 +126,12 @@ def plan_window(cut: Cut, frame_count: int, fps: float, config: ClipConfig, *, p
 
 @dataclass
 class ClipRecord:
-    """Contents of the sidecar ``results/clips/{video}.json``."""
+    """Contents of the sidecar ``results/clips/{video}.json``.
+
+    ``status`` is ``ok``, or ``rejected`` when no clip could be cut (``reason``/``detail`` say why;
+    ``clip`` is then ``""`` and the numbers are 0). The sidecar, not the mp4, is the record of truth:
+    the workflow leaves an empty placeholder at the mp4's path of a rejected clip.
+    """
 
     video: str
     source: str
@@ -149,6 +154,26 @@ class ClipRecord:
     width: int = 0
     height: int = 0
     ffmpeg_argv: list[str] | None = None
+    reason: str = ""
+    detail: str = ""
+
+    @classmethod
+    def rejected(cls, video: str, source: str, error: BadVideoError) -> ClipRecord:
+        """The record of a clip that could not be cut.
+
+        Arguments:
+            video: the video key.
+            source: the source video.
+            error: why; its ``reason`` and ``detail`` are kept.
+
+        Returns:
+            A record with ``status: rejected``.
+        """
+        return cls(
+            video=video, source=source, clip="", status="rejected", start=0.0, end=0.0, duration=0.0, fps=0.0,
+            frames=0, cut_time=0.0, cut_time_in_clip=0.0, cut_frame_in_clip=0, cut_score=0.0, cut_kind="",
+            policy="", shortfall_before=0.0, shortfall_after=0.0, reason=error.reason, detail=error.detail,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -49,6 +49,10 @@ SCENES = {
     "sunset": "gradients=speed=0.05:c0=#d04010:c1=#2010a0",
     "meadow": "gradients=speed=0.05:c0=#10a030:c1=#e0e040",
     "spectrum": "colorspectrum",
+    # dark and saturated, then dark grey: the HSV detector sees the saturation jump (score ~130)
+    # but the mean BGR difference is ~23, under the paper's validation threshold of 50
+    "ember": "gradients=speed=0.05:c0=#400800:c1=#300020",
+    "ash": "gradients=speed=0.05:c0=#282828:c1=#202020",
 }
 
 
@@ -84,6 +88,10 @@ VIDEOS: tuple[DemoVideo, ...] = (
     DemoVideo("demo_truncated", (("pattern", 4.0), ("fractal", 4.0)), "a truck on a country road", "unreadable", special="truncated"),
     DemoVideo("demo_audio_only", (), "a podcast interview", "no_video_stream", special="audio_only"),
     DemoVideo("demo_one_frame", (("pattern", 1.0),), "a photo of a city skyline", "one_frame", special="one_frame"),
+    # An ID Snakemake cannot take as a wildcard value (it ends in twenty copies of "0"): its key
+    # gets a hash suffix. Its dim cut is found but fails the paper's validation, so it also shows
+    # that a clip failing validation gets no keyframes or captions.
+    DemoVideo("cam1_00000000000000000000", (("ember", 5.0), ("ash", 5.0)), "a campfire at night by a tent", "below_threshold"),
     DemoVideo("demo_missing", (("pattern", 1.0),), "a boat sailing on the sea", "not_found_locally", special="missing"),
 )
 

@@ -1,14 +1,9 @@
 """Draw the paper's stratified sample of Panda-70M validation videos.
 
 The paper draws 500 of the split's 2,000 videos "so that the category distribution matches the
-whole split", but Panda-70M's metadata has no category column. This module makes the choice
-explicit (:attr:`SampleConfig.stratify_by`):
-
-- ``keyword`` (default; offline, deterministic): classify each video by whole-word keyword hits in
-  its joined clip captions into the paper's domains (:data:`DOMAINS`) or ``other``;
-- ``youtube``: the video's YouTube category (from a metadata column or an injected look-up, e.g.
-  :func:`tav_pipeline.source.fetch_info` + :func:`tav_pipeline.source.youtube_category`),
-  mapped to the domains by :data:`DEFAULT_YOUTUBE_MAP`.
+whole split", but Panda-70M's metadata has no category column. This module classifies each video
+(offline, deterministic) by whole-word keyword hits in its joined clip captions into the paper's
+domains (:data:`DOMAINS`) or ``other``.
 
 Allocation is proportional with Hamilton's largest-remainder method, so each category's sample
 share is within ``1/size`` of its population share. There is no forced minimum per category: a
@@ -21,10 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -101,35 +96,10 @@ DEFAULT_CATEGORIES: dict[str, tuple[str, ...]] = {
 multi-word keywords match across any whitespace. Rendered and animated footage counts as
 ``gaming``, the domain nearest to computer-generated imagery."""
 
-DEFAULT_YOUTUBE_MAP: dict[str, str] = {
-    "Pets & Animals": "animals",
-    "Travel & Events": "scenery",
-    "Sports": "sports",
-    "People & Blogs": "activities",
-    "Music": "activities",
-    "Autos & Vehicles": "vehicles",
-    "Howto & Style": "tutorials",
-    "Education": "tutorials",
-    "Science & Technology": "tutorials",
-    "News & Politics": "news & TV",
-    "Entertainment": "news & TV",
-    "Film & Animation": "news & TV",
-    "Comedy": "news & TV",
-    "Shows": "news & TV",
-    "Gaming": "gaming",
-    "Nonprofits & Activism": OTHER,
-}
-"""YouTube category -> domain. YouTube has no food category (cooking is under Howto & Style), so
-``food`` stays empty under this strategy unless the map is changed."""
-
 SAMPLE_COLUMNS: tuple[str, ...] = ("video", "videoID", "url", "category", "span_start", "span_end", "text")
 TABLE_COLUMNS: tuple[str, ...] = (
     "category", "population_count", "population_share", "sample_count", "sample_share", "difference",
 )
-
-CategoryLookup = Callable[[Mapping[str, Any]], str]
-"""Returns a video's YouTube category name (``""`` if unknown) given its metadata row."""
-
 
 @dataclass(frozen=True)
 class SampleConfig:
@@ -137,16 +107,11 @@ class SampleConfig:
 
     size: int = 500
     seed: int = 0
-    stratify_by: Literal["keyword", "youtube"] = "keyword"
     categories: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
-    """Category name -> keywords, in tie-break order (``keyword`` strategy). Given in a config, it
+    """Category name -> keywords, in tie-break order. Given in a config, it
     replaces the default dict as a whole."""
     population: int = 2000
     """Expected number of videos in the metadata (a warning is logged when it differs)."""
-    youtube_map: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_YOUTUBE_MAP))
-    """YouTube category -> category name (``youtube`` strategy); unmapped ones go to ``other``."""
-    youtube_column: str = "youtube_category"
-    """Metadata column holding the YouTube category, used when present (``youtube`` strategy)."""
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> SampleConfig:
@@ -172,25 +137,9 @@ class SampleConfig:
             raise ConfigError("sample.seed", f"must be >= 0, got {data['seed']}")
         if data.get("population", 0) < 0:
             raise ConfigError("sample.population", f"must be >= 0, got {data['population']}")
-        if data.get("stratify_by", "keyword") not in ("keyword", "youtube"):
-            raise ConfigError("sample.stratify_by", f"must be 'keyword' or 'youtube', got {data['stratify_by']!r}")
         if "categories" in data:
             data["categories"] = _clean_categories(data["categories"])
-        if "youtube_map" in data:
-            ymap = data["youtube_map"]
-            if not isinstance(ymap, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in ymap.items()
-            ):
-                raise ConfigError("sample.youtube_map", "must map YouTube category names to category names")
-            data["youtube_map"] = dict(ymap)
-        if "youtube_column" in data and not isinstance(data["youtube_column"], str):
-            raise ConfigError("sample.youtube_column", "must be a string")
-        cfg = cls(**data)
-        names = set(cfg.categories) | {OTHER}
-        bad = sorted({v for v in cfg.youtube_map.values() if v not in names})
-        if bad and cfg.stratify_by == "youtube":
-            raise ConfigError("sample.youtube_map", f"maps to unknown categories {bad}; known: {sorted(names)}")
-        return cfg
+        return cls(**data)
 
     @property
     def order(self) -> list[str]:
@@ -274,62 +223,24 @@ class KeywordClassifier:
         return best
 
 
-def categorize(df: pd.DataFrame, cfg: SampleConfig, *, youtube_lookup: CategoryLookup | None = None) -> pd.Series:
-    """Assign every video a category.
+def categorize(df: pd.DataFrame, cfg: SampleConfig) -> pd.Series:
+    """Assign every video a category with :class:`KeywordClassifier`.
 
     Arguments:
-        df: metadata from :func:`tav_pipeline.source.read_metadata` (``text`` column for the
-            keyword strategy).
+        df: metadata from :func:`tav_pipeline.source.read_metadata` (its ``text`` column).
         cfg: sample settings.
-        youtube_lookup: for the ``youtube`` strategy when ``df`` lacks
-            :attr:`SampleConfig.youtube_column`: row -> YouTube category. An exception counts as
-            an unknown category (logged).
 
     Returns:
         Category names, aligned with ``df``'s index, named ``category``.
 
     Raises:
-        ConfigError: the strategy's input is missing.
+        ConfigError: ``df`` has no ``text`` column.
     """
-    if cfg.stratify_by == "keyword":
-        if "text" not in df.columns:
-            raise ConfigError("sample.stratify_by", "the keyword strategy needs a 'text' column")
-        classify = KeywordClassifier(cfg.categories)
-        cats = df["text"].astype(str).map(classify)
-        return pd.Series(cats.to_numpy(dtype=object), index=df.index, name="category", dtype=object)
-
-    if cfg.youtube_column in df.columns:
-        raw = df[cfg.youtube_column].fillna("").astype(str).tolist()
-    elif youtube_lookup is not None:
-        raw = []
-        failures = 0
-        for _, row in df.iterrows():
-            try:
-                raw.append(str(youtube_lookup(row.to_dict()) or ""))
-            except Exception as exc:  # an unavailable video is reported, not fatal
-                failures += 1
-                log.debug("%s: YouTube category look-up failed: %s", row.get("videoID"), exc)
-                raw.append("")
-        if failures:
-            log.warning("YouTube category look-up failed for %d of %d videos; they count as '%s'",
-                        failures, len(df), OTHER)
-    else:
-        raise ConfigError(
-            "sample.stratify_by",
-            f"'youtube' needs a '{cfg.youtube_column}' column in the metadata or a look-up function",
-        )
-    lower = {k.strip().casefold(): v for k, v in cfg.youtube_map.items()}
-    mapped: list[str] = []
-    unmapped: dict[str, int] = {}
-    for name in raw:
-        target = lower.get(name.strip().casefold())
-        if target is None:
-            unmapped[name or "<unknown>"] = unmapped.get(name or "<unknown>", 0) + 1
-            target = OTHER
-        mapped.append(target)
-    if unmapped:
-        log.warning("YouTube categories with no mapping, counted as '%s': %s", OTHER, unmapped)
-    return pd.Series(mapped, index=df.index, name="category", dtype=object)
+    if "text" not in df.columns:
+        raise ConfigError("sample", "the keyword classifier needs a 'text' column (read the CSV with source.read_metadata)")
+    classify = KeywordClassifier(cfg.categories)
+    cats = df["text"].astype(str).map(classify)
+    return pd.Series(cats.to_numpy(dtype=object), index=df.index, name="category", dtype=object)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,9 +314,7 @@ def _check_population(df: pd.DataFrame, cfg: SampleConfig) -> None:
         log.warning("sample.size %d >= %d videos: taking them all", cfg.size, len(df))
 
 
-def stratified_sample(
-    df: pd.DataFrame, cfg: SampleConfig, *, youtube_lookup: CategoryLookup | None = None
-) -> pd.DataFrame:
+def stratified_sample(df: pd.DataFrame, cfg: SampleConfig) -> pd.DataFrame:
     """Draw the stratified sample.
 
     Allocation: :func:`allocate` over the categories of :func:`categorize`. Inside a category the
@@ -416,16 +325,15 @@ def stratified_sample(
     Arguments:
         df: metadata from :func:`tav_pipeline.source.read_metadata`.
         cfg: sample settings.
-        youtube_lookup: see :func:`categorize`.
 
     Returns:
         The sample, sorted by ``video``, with columns :data:`SAMPLE_COLUMNS`.
 
     Raises:
-        ConfigError: ``df`` lacks columns or is empty, or the strategy's input is missing.
+        ConfigError: ``df`` lacks columns or is empty.
     """
     _check_population(df, cfg)
-    return _draw(df, categorize(df, cfg, youtube_lookup=youtube_lookup), cfg)
+    return _draw(df, categorize(df, cfg), cfg)
 
 
 def category_table(population: pd.Series, sample: pd.Series, order: Sequence[str]) -> pd.DataFrame:
@@ -455,8 +363,6 @@ def write_sample(
     cfg: SampleConfig,
     sample_csv: str | Path,
     categories_csv: str | Path,
-    *,
-    youtube_lookup: CategoryLookup | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Draw the sample and write ``sample.csv`` and ``sample_categories.csv``.
 
@@ -465,19 +371,18 @@ def write_sample(
         cfg: sample settings.
         sample_csv: destination of the sample (:data:`SAMPLE_COLUMNS`).
         categories_csv: destination of :func:`category_table`.
-        youtube_lookup: see :func:`categorize`.
 
     Returns:
         The sample and the category table.
     """
     _check_population(df, cfg)
-    cats = categorize(df, cfg, youtube_lookup=youtube_lookup)
+    cats = categorize(df, cfg)
     sample = _draw(df, cats, cfg)
     table = category_table(cats, sample["category"], cfg.order)
     for path, frame in ((sample_csv, sample), (categories_csv, table)):
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(path, index=False)
-    log.info("sampled %d of %d videos (%s, seed %d): %s", len(sample), len(df), cfg.stratify_by, cfg.seed,
+    log.info("sampled %d of %d videos (seed %d): %s", len(sample), len(df), cfg.seed,
              dict(zip(table["category"], table["sample_count"], strict=True)))
     return sample, table
 

@@ -67,7 +67,7 @@ RETRYABLE_KINDS: frozenset[str] = frozenset({"rate_limited_429", "network", "for
 """Failures worth another attempt (after a backoff sleep). YouTube's 403s are often an expired
 signed URL or a short IP block, so they are retried too."""
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]+$")  # KEY_PATTERN, anchored
 _TIMESTAMP = re.compile(r"^\s*(\d+):([0-5]?\d):([0-5]?\d(?:\.\d*)?)\s*$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SOCKET_TIMEOUT_S = 30.0
@@ -123,6 +123,37 @@ def timestamp_seconds(value: object) -> float:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
+KEY_PATTERN = r"[A-Za-z0-9_-]+"
+"""Every video key matches this (the workflow's ``wildcard_constraints`` for ``video``)."""
+MAX_KEY_LENGTH = 64
+"""Longer IDs are shortened (slug plus hash) so that every derived file name stays short."""
+PERIODIC_REPEATS = 20
+"""Snakemake refuses a wildcard value that ends in 20 or more copies of one substring
+(``PeriodicWildcardError``: it takes such a value for a rule feeding itself, e.g. ``cam1_`` plus
+twenty ``0``); see :func:`periodic_suffix`."""
+
+
+def periodic_suffix(value: str, repeats: int = PERIODIC_REPEATS) -> str | None:
+    """The repeated unit when ``value`` ends in at least ``repeats`` copies of one substring.
+
+    This is Snakemake's own test for a periodic wildcard value (``snakemake.io.PeriodicityDetector``
+    with its default ``min_repeat=20``: the regex ``(.+)(\\1){19,99}$`` searched anywhere in the
+    value, so a longer periodic tail matches as well), written out so keys can be checked here.
+
+    Arguments:
+        value: a wildcard value.
+        repeats: copies needed.
+
+    Returns:
+        The shortest repeated unit, or None when the value is not periodic.
+    """
+    for size in range(1, len(value) // repeats + 1):
+        unit = value[-size:]
+        if value.endswith(unit * repeats):
+            return unit
+    return None
+
+
 def video_key(video_id: str) -> str:
     """A file-name and Snakemake-wildcard safe key for a videoID.
 
@@ -130,11 +161,15 @@ def video_key(video_id: str) -> str:
         video_id: the Panda-70M ``videoID`` (YouTube IDs are ``[A-Za-z0-9_-]{11}``).
 
     Returns:
-        ``video_id`` itself when it matches ``^[A-Za-z0-9_-]+$``; otherwise a slug of it (runs of
-        other characters become ``_``, at most 40 characters) plus ``-`` plus the first 8 hex
-        digits of the SHA-1 of its UTF-8 bytes, so that distinct IDs give distinct keys.
+        ``video_id`` itself when it matches :data:`KEY_PATTERN`, has at most
+        :data:`MAX_KEY_LENGTH` characters and is not periodic (:func:`periodic_suffix`), which
+        every YouTube ID satisfies. Otherwise a slug of it (runs of other characters become ``_``,
+        at most 40 characters) plus ``-`` plus the first 8 hex digits of the SHA-1 of its UTF-8
+        bytes, so that distinct IDs give distinct keys. Such a key is never periodic: it has at
+        most 49 characters, so a periodic tail would be 20 copies of a unit of 1 or 2 characters,
+        and its last 9 characters (``-`` then 8 hex digits) admit no such unit.
     """
-    if _SAFE_ID.match(video_id):
+    if _SAFE_ID.match(video_id) and len(video_id) <= MAX_KEY_LENGTH and periodic_suffix(video_id) is None:
         return video_id
     slug = re.sub(r"[^A-Za-z0-9_-]+", "_", video_id).strip("_-")[:40].strip("_-") or "video"
     digest = hashlib.sha1(video_id.encode("utf-8")).hexdigest()[:8]
@@ -581,50 +616,6 @@ def ytdlp_download(url: str, params: dict[str, Any]) -> dict[str, Any]:
     with yt_dlp.YoutubeDL(params) as ydl:
         info = ydl.extract_info(url, download=True)
         return dict(ydl.sanitize_info(info) or {})
-
-
-def fetch_info(url: str) -> dict[str, Any]:
-    """yt-dlp's metadata for a video without downloading it (title, duration, ``categories``...).
-
-    Arguments:
-        url: video page URL.
-
-    Returns:
-        The sanitized info dict.
-
-    Raises:
-        yt_dlp.utils.DownloadError: the video is unavailable or unreachable.
-    """
-    import yt_dlp
-
-    params: dict[str, Any] = {
-        "quiet": True, "skip_download": True, "noplaylist": True, "socket_timeout": _SOCKET_TIMEOUT_S,
-        "logger": _YtdlpLogger(), "color": {"stdout": "no_color", "stderr": "no_color"},
-    }
-    with yt_dlp.YoutubeDL(params) as ydl:
-        return dict(ydl.sanitize_info(ydl.extract_info(url, download=False)) or {})
-
-
-def youtube_category(info: Mapping[str, Any] | None) -> str:
-    """The YouTube category in a yt-dlp info dict.
-
-    Arguments:
-        info: yt-dlp info dict (its ``categories`` field is a list; YouTube gives one entry, e.g.
-            ``['Pets & Animals']``).
-
-    Returns:
-        The first non-empty category, stripped; ``""`` when there is none.
-    """
-    if not info:
-        return ""
-    cats = info.get("categories")
-    if isinstance(cats, str):
-        cats = [cats]
-    if isinstance(cats, (list, tuple)):
-        for c in cats:
-            if isinstance(c, str) and c.strip():
-                return c.strip()
-    return ""
 
 
 # --------------------------------------------------------------------------------------------

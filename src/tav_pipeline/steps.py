@@ -19,6 +19,7 @@ import pandas as pd
 from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, rejection
 from tav_pipeline.cuts import CutConfig, CutResult
 from tav_pipeline.errors import BadVideoError, MissingAssetError
+from tav_pipeline.records import read_json_object
 from tav_pipeline.validation import ValidationConfig, ValidationRecord, validate_clip
 
 log = logging.getLogger(__name__)
@@ -60,20 +61,35 @@ def _robust_config(cuts: dict[str, Any]) -> Any:
 
 
 def extract_clip_step(cuts_json: str | Path, out_mp4: str | Path, out_json: str | Path, clips: dict[str, Any]) -> ClipRecord:
-    """Rule ``extract_clip``: the clip around the first cut and its sidecar."""
+    """Rule ``extract_clip``: the clip around the first cut and its sidecar.
+
+    A clip that cannot be cut (:class:`BadVideoError`: ``no_cut``, ``window_too_short``,
+    ``encode_failed``, a source that no longer decodes) gets a sidecar with ``status: rejected``
+    and the reason, and ``out_mp4`` becomes an empty placeholder (the rule's declared output);
+    nothing downstream reads it, since only validated clips go on.
+    """
     result = CutResult.read(cuts_json)
-    record = extract_clip(result, out_mp4, ClipConfig.from_dict(clips))
+    try:
+        record = extract_clip(result, out_mp4, ClipConfig.from_dict(clips))
+    except BadVideoError as exc:
+        log.warning("rejected: %s", exc)
+        record = ClipRecord.rejected(result.video, result.path, exc)
+        Path(out_mp4).unlink(missing_ok=True)  # a partial encode
+        Path(out_mp4).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_mp4).touch()
+        record.write(out_json)
+        return record
     record.write(out_json)
     log.info("%s: %.3f-%.3f s (%d frames), cut at clip frame %d, policy %s", record.video, record.start, record.end, record.frames, record.cut_frame_in_clip, record.policy)
     return record
 
 
 def validate_clip_step(clip_json: str | Path, out_json: str | Path, validation: dict[str, Any], cuts: dict[str, Any]) -> ValidationRecord:
-    """Rule ``validate_clip``."""
+    """Rule ``validate_clip``: never raises for a bad clip (see :func:`validate_clip`)."""
     record = ClipRecord.read(clip_json)
     out = validate_clip(record, ValidationConfig.from_dict(validation), cut_config(cuts))
     out.write(out_json)
-    log.info("%s: passed=%s max_diff=%.2f at frame %d", out.video, out.passed, out.max_diff, out.max_diff_frame)
+    log.info("%s: passed=%s max_diff=%.2f at frame %d %s", out.video, out.passed, out.max_diff, out.max_diff_frame, out.reason)
     return out
 
 
@@ -87,12 +103,35 @@ def collect_rejects(
     clips: dict[str, Any],
     rejects_csv: str | Path,
     failures_csv: str | Path,
+    *,
+    sidecars: Sequence[str | Path] = (),
+    keyframes: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
-    """Rule ``collect_rejects``: every sampled video that did not become a clip, with the stage
-    and reason, plus the download failures table."""
+    """Rule ``collect_rejects``: every sampled video that did not become a captionable clip, with
+    the stage and reason, plus the download failures table.
+
+    Arguments:
+        fetched: ``videos/{video}.json`` of the sample.
+        cuts: ``cuts/{video}.json`` of the sample.
+        validation: ``validation/{video}.json`` of the videos that got a clip.
+        clips: the ``clips:`` config (which cut records allow a clip).
+        rejects_csv: destination, columns :data:`REJECT_COLUMNS`.
+        failures_csv: destination of the download failures.
+        sidecars: ``clips/{video}.json`` of the videos that got a clip (``status: rejected`` when
+            cutting failed).
+        keyframes: ``keyframes/{video}.json`` of the validated videos (``status: rejected`` when
+            keyframe extraction failed).
+
+    Returns:
+        The rejects table: one row per video, for the first stage that rejected it.
+    """
     clip_config = ClipConfig.from_dict(clips)
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
     failures: list[dict[str, Any]] = []
+
+    def reject(video: str, stage: str, reason: str, detail: str, path: str) -> None:
+        rows.setdefault(video, {"video": video, "stage": stage, "reason": reason, "detail": detail, "path": path})
+
     for path in fetched:
         rec = json.loads(Path(path).read_text())
         if rec.get("status") != "ok":
@@ -100,16 +139,25 @@ def collect_rejects(
     for path in cuts:
         result = CutResult.read(path)
         if result.status != "ok":
-            rows.append({"video": result.video, "stage": "fetch_video" if _is_fetch_reason(result.reason) else "detect_cuts", "reason": result.reason, "detail": result.detail, "path": result.path})
+            reject(result.video, "fetch_video" if _is_fetch_reason(result.reason) else "detect_cuts", result.reason, result.detail, result.path)
             continue
         why = rejection(result, clip_config)
         if why is not None:
-            rows.append({"video": result.video, "stage": "extract_clip", "reason": why[0], "detail": why[1], "path": result.path})
+            reject(result.video, "extract_clip", why[0], why[1], result.path)
+    for path in sidecars:
+        clip = ClipRecord.read(path)
+        if clip.status != "ok":
+            reject(clip.video, "extract_clip", clip.reason or "rejected", clip.detail, clip.source)
     for path in validation:
         v = ValidationRecord.read(path)
         if not v.passed:
-            rows.append({"video": v.video, "stage": "validate_clip", "reason": v.reason or "validation_failed", "detail": f"max mean BGR absdiff {v.max_diff:.2f} (threshold {v.threshold})", "path": v.clip})
-    table = pd.DataFrame(rows, columns=REJECT_COLUMNS).sort_values(["video"], kind="stable")
+            detail = v.detail or f"max mean BGR absdiff {v.max_diff:.2f} (threshold {v.threshold})"
+            reject(v.video, "validate_clip", v.reason or "validation_failed", detail, v.clip)
+    for path in keyframes:
+        rec = read_json_object(path)
+        if rec.get("status", "ok") != "ok":
+            reject(str(rec["video"]), "extract_keyframes", str(rec.get("reason") or "rejected"), str(rec.get("detail", "")), str(rec.get("clip", "")))
+    table = pd.DataFrame(list(rows.values()), columns=REJECT_COLUMNS).sort_values(["video"], kind="stable")
     Path(rejects_csv).parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(rejects_csv, index=False)
     pd.DataFrame(failures, columns=["video", "video_id", "url", "reason", "detail"]).to_csv(failures_csv, index=False)
@@ -168,11 +216,31 @@ def fetch_video_step(sample_csv: str | Path, video: str, source: dict[str, Any],
     return record
 
 
-def extract_keyframes_step(clip_mp4: str | Path, clip_json: str | Path, keyframes: dict[str, Any], scene1_png: str | Path, scene2_png: str | Path, out_json: str | Path) -> dict[str, Any]:
-    """Rule ``extract_keyframes``: one frame well inside each scene of a clip."""
+def extract_keyframes_step(clip_mp4: str | Path, clip_json: str | Path, keyframes: dict[str, Any], frames_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
+    """Rule ``extract_keyframes``: one frame well inside each scene of a clip, saved as
+    ``frames_dir/scene1.png`` and ``scene2.png``.
+
+    A clip whose keyframes cannot be taken (:class:`BadVideoError`: ``scene_too_short``, a decode
+    error, a PNG that cannot be written; or a sidecar that is not ``ok``) gets a record with
+    ``status: rejected`` and the reason, and an empty ``frames_dir``.
+    """
     from tav_pipeline.captions import KeyframeConfig, extract_keyframes
 
-    return extract_keyframes(clip_mp4, clip_json, KeyframeConfig.from_dict(keyframes), scene1_png, scene2_png, out_json)
+    folder = Path(frames_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = read_json_object(clip_json)
+    video = str(meta.get("video", Path(clip_mp4).stem))
+    try:
+        if meta.get("status", "ok") != "ok":
+            raise BadVideoError(clip_mp4, "clip_rejected", f"the clip sidecar's status is {meta.get('status')!r}")
+        return extract_keyframes(clip_mp4, meta, KeyframeConfig.from_dict(keyframes), folder / "scene1.png", folder / "scene2.png", out_json)
+    except BadVideoError as exc:
+        log.warning("rejected: %s", exc)
+        for png in folder.glob("*.png"):
+            png.unlink()
+        record = {"video": video, "status": "rejected", "clip": str(clip_mp4), "reason": exc.reason, "detail": exc.detail}
+        Path(out_json).write_text(json.dumps(record, indent=2) + "\n")
+        return record
 
 
 def caption_scenes_step(keyframe_jsons: Sequence[str | Path], validation_jsons: Sequence[str | Path], captions: dict[str, Any], out_jsonl: str | Path) -> list[dict[str, Any]]:

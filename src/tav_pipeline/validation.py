@@ -67,6 +67,7 @@ class ValidationRecord:
     redetected_frames: list[int] | None = None
     expected_frame: int | None = None
     reason: str = ""
+    detail: str = ""
 
     def write(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -93,15 +94,38 @@ def max_frame_difference(path: str | Path) -> tuple[float, int]:
     return best, where
 
 
+CLIP_REJECTED = "clip_rejected"
+"""Validation reason of a clip whose sidecar says ``rejected`` (the clip was never cut; the
+rejects table reports the extract_clip reason instead)."""
+
+
+def failed_validation(record: ClipRecord, config: ValidationConfig, reason: str, detail: str = "") -> ValidationRecord:
+    """The record of a clip that failed before any statistic could be measured.
+
+    Arguments:
+        record: the clip's sidecar.
+        config: validation settings (mode and threshold are recorded).
+        reason: why, e.g. a :class:`BadVideoError` reason or :data:`CLIP_REJECTED`.
+        detail: human-readable detail.
+
+    Returns:
+        A record with ``passed: false``.
+    """
+    return ValidationRecord(
+        video=record.video, clip=record.clip, mode=config.mode, passed=False, max_diff=0.0,
+        max_diff_frame=-1, threshold=config.threshold, paper_passed=False, reason=reason, detail=detail,
+    )
+
+
 def validate_clip(record: ClipRecord, config: ValidationConfig, cut_config: CutConfig = CutConfig()) -> ValidationRecord:
-    """Validate one clip. A clip that cannot be decoded fails with that reason instead of raising."""
+    """Validate one clip. Never raises for a bad clip: a clip whose sidecar is not ``ok`` fails
+    with :data:`CLIP_REJECTED`, one that cannot be decoded with the decoding reason."""
+    if record.status != "ok":
+        return failed_validation(record, config, CLIP_REJECTED, f"{record.reason}: {record.detail}".strip(": "))
     try:
         best, where = max_frame_difference(record.clip)
     except BadVideoError as exc:
-        return ValidationRecord(
-            video=record.video, clip=record.clip, mode=config.mode, passed=False, max_diff=0.0,
-            max_diff_frame=-1, threshold=config.threshold, paper_passed=False, reason=exc.reason,
-        )
+        return failed_validation(record, config, exc.reason, exc.detail)
     paper_ok = best > config.threshold
     out = ValidationRecord(
         video=record.video,
@@ -115,7 +139,10 @@ def validate_clip(record: ClipRecord, config: ValidationConfig, cut_config: CutC
         expected_frame=record.cut_frame_in_clip,
     )
     if config.mode == "strict":
-        found: CutResult = detect_cuts(record.clip, cut_config, video=record.video)
+        try:
+            found: CutResult = detect_cuts(record.clip, cut_config, video=record.video)
+        except BadVideoError as exc:
+            return failed_validation(record, config, exc.reason, exc.detail)
         frames = [c.frame for c in found.cuts]
         out.redetected_frames = frames
         out.passed = any(abs(f - record.cut_frame_in_clip) <= config.tolerance_frames for f in frames)
