@@ -7,7 +7,7 @@ paper's DAG end to end on a CPU (README: "The rehearsal").
 What goes where (the paths are config.yaml's):
 
 * Panda-70M metadata (``source.metadata_csv``) and its videos (``resources/videos``): the demo
-  corpus, sixteen synthetic videos with known cuts and broken inputs;
+  corpus, seventeen synthetic videos with known cuts and broken inputs;
 * BLIP (``captions.model``): a tiny random BLIP of the real classes;
 * Open-Sora-Plan (``train.opensora.repo``, ``pretrained``, ``ae_path``, mT5-XXL in ``cache_dir``):
   a stand-in checkout of its trainer and sampler, and weight folders in the real layout;
