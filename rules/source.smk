@@ -73,7 +73,8 @@ rule fetch_video:
     output:
         R("videos/{video}.json"),
     params:
-        source=config["source"],
+        # retries and rate_limit_sleep reach the script from the config: they change no video
+        source=video_settings(config["source"]),
     resources:
         downloads=1,
     log:

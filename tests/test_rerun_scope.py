@@ -143,3 +143,8 @@ def test_an_epochs_job_sees_the_epochs_up_to_it() -> None:
         assert TT.epoch_settings(more, e) == TT.epoch_settings(train, e)
     cfg = TrainConfig.from_dict(TT.epoch_settings(more, 36))
     assert cfg.previous_epoch(36) == 24
+
+
+@pytest.mark.slow
+def test_the_retry_settings_refetch_nothing(demo_workdir: Path, tmp_path: Path) -> None:
+    assert plan(demo_workdir, tmp_path, {"source": {"retries": 9, "rate_limit_sleep": 1.0}}) == {}

@@ -344,6 +344,19 @@ def read_metadata(csv_path: str | Path) -> pd.DataFrame:
 # Configuration and records
 
 
+
+FETCH_ONLY = ("metadata_csv", "metadata_url", "retries", "rate_limit_sleep")
+"""``source:`` keys that do not shape a fetched video: where the metadata is (it reaches the rule
+as the sample) and how hard a download is retried."""
+
+
+def video_settings(source: dict[str, Any]) -> dict[str, Any]:
+    """``source:`` as the rule ``fetch_video`` takes it as params: what shapes a fetched video, so
+    that changing the retry settings does not refetch (and then re-detect, re-cut and retrain)
+    every video."""
+    return {k: v for k, v in source.items() if k not in FETCH_ONLY}
+
+
 @dataclass(frozen=True)
 class SourceConfig:
     """Where source videos come from."""
