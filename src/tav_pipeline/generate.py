@@ -30,24 +30,13 @@ from typing import Any
 from tqdm import tqdm
 
 from tav_pipeline.errors import ConfigError, MissingAssetError
-from tav_pipeline.train.config import BaselineModel, GenerateConfig, TrainConfig
+from tav_pipeline.train.config import TEXT_TO_VIDEO_ARGUMENTS, BaselineModel, GenerateConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "prompts.json"
 FETCH_BASELINE_RULE = "fetch_baseline_model"
 """The rule that downloads a baseline's ``hub_id`` into its local ``pretrained`` folder."""
-TEXT_TO_VIDEO_ARGUMENTS = (
-    "prompt",
-    "num_frames",
-    "height",
-    "width",
-    "num_inference_steps",
-    "guidance_scale",
-    "generator",
-    "output_type",
-)
-"""``__call__`` arguments every pipeline this module drives must take."""
 
 
 def read_prompts(path: str | Path) -> list[str]:

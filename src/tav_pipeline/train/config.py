@@ -319,20 +319,18 @@ DEVICES = ("auto", "cpu", "cuda")
 """Where a pipeline runs: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` (or ``cuda:N``)."""
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 """Pipeline precision; ``auto``: bfloat16 on CUDA, float32 on CPU."""
-RESERVED_CALL_KWARGS = frozenset(
-    {
-        "prompt",
-        "negative_prompt",
-        "num_frames",
-        "height",
-        "width",
-        "num_inference_steps",
-        "guidance_scale",
-        "generator",
-        "output_type",
-        "return_dict",
-    }
+TEXT_TO_VIDEO_ARGUMENTS = (
+    "prompt",
+    "num_frames",
+    "height",
+    "width",
+    "num_inference_steps",
+    "guidance_scale",
+    "generator",
+    "output_type",
 )
+"""``__call__`` arguments every text-to-video pipeline the pipeline drives must take."""
+RESERVED_CALL_KWARGS = frozenset({*TEXT_TO_VIDEO_ARGUMENTS, "negative_prompt", "return_dict"})
 """Pipeline ``__call__`` arguments a baseline sets from its own keys or that generation owns."""
 
 
