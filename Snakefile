@@ -36,4 +36,5 @@ rule all:
 
 onerror:
     # offline or with a wrong path: one list of every asset still missing, and how to get it
-    print(f"\n{A.missing_report(ASSETS)}\n", file=sys.stderr)
+    if A.missing(ASSETS):
+        print(f"\n{A.missing_report(ASSETS)}\n", file=sys.stderr)
