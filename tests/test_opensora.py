@@ -147,7 +147,7 @@ def assets(tmp_path: Path) -> dict[str, Any]:
         (repo / rel).write_text("# stand-in\n")
     weights = tmp_path / "weights"
     (weights / "any93x640x640").mkdir(parents=True)
-    (weights / "any93x640x640" / "config.json").write_text("{}")
+    (weights / "any93x640x640" / "config.json").write_text(json.dumps({"sparse1d": True, "sparse_n": 4}))
     (weights / "vae").mkdir()
     (tmp_path / "cache" / "models--google--mt5-xxl").mkdir(parents=True)
     return {

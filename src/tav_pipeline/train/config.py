@@ -132,6 +132,11 @@ class OpenSoraConfig:
     epoch, each resuming from the latest checkpoint. ``repeat``: one launch per job, the
     annotation repeated once per epoch to train (fewer model loads, epochs no longer disjoint
     passes)."""
+    data_order: Literal["upstream", "per_epoch"] = "upstream"
+    """``upstream``: the annotation is written in the same order for every launch, so v1.3.1's
+    sampler (reseeded with 42 at each launch, no flag to change it) replays the same clip order
+    every epoch, as the official scripts do. ``per_epoch``: each epoch's copy of the annotation is
+    shuffled with (``train.seed``, epoch), giving each epoch its own order through the same sampler."""
     unusable_clips: Literal["drop", "error"] = "drop"
     """Clips the trainer would silently skip (too short, odd aspect, a shape bucket of fewer than 4
     clips): ``drop`` leaves them out of the annotation and lists them in the plan and the log;
@@ -141,6 +146,8 @@ class OpenSoraConfig:
     def __post_init__(self) -> None:
         if self.relaunch not in ("per_epoch", "repeat"):
             raise ConfigError("train.opensora.relaunch", f"unknown value {self.relaunch!r}")
+        if self.data_order not in ("upstream", "per_epoch"):
+            raise ConfigError("train.opensora.data_order", f"unknown value {self.data_order!r} (upstream or per_epoch)")
         if self.unusable_clips not in ("drop", "error"):
             raise ConfigError("train.opensora.unusable_clips", f"unknown value {self.unusable_clips!r}")
 

@@ -71,7 +71,6 @@ BUCKET_MIN_PER_BATCH = 4
 """A shape bucket needs ``4 x total batch size`` clips or it is dropped."""
 ASPECT_THRESHOLD = 2.0
 TOO_LONG_FACTOR = 5.0
-DROP_SHORT_SEED = 42
 _FILTER_LINE = re.compile(r"before filter: (\d+), after filter: (\d+)")
 
 
@@ -143,6 +142,13 @@ def check_settings(cfg: TrainConfig) -> None:
         raise ConfigError("train.fps", f"{cfg.fps}: --train_fps and --fps are integers in Open-Sora-Plan")
     if cfg.min_frames != MIN_FRAMES:
         raise ConfigError("train.min_frames", f"Open-Sora-Plan's minimum is fixed at {MIN_FRAMES}")
+    if 0.0 < cfg.drop_short_ratio < 1.0:
+        raise ConfigError(
+            "train.drop_short_ratio",
+            f"{cfg.drop_short_ratio}: v1.3.1 draws a fresh random number for each short clip of each launch's annotation "
+            "(and of each repeated copy), so which clips train cannot be planned before launching and epochs would be "
+            "mislabelled; use 0.0 (train short clips on fewer frames) or 1.0 (drop every clip shorter than num_frames)",
+        )
     if cfg.prediction_type != "v_prediction" and osp.rescale_betas_zero_snr:
         raise ConfigError("train.prediction_type", "zero terminal SNR needs v-prediction")
     for p in (osp.repo, osp.cache_dir):
@@ -180,29 +186,47 @@ def check_weights(cfg: TrainConfig) -> None:
         )
 
 
-PRETRAINED_CONFIG_KEYS = ("sparse1d", "sparse_n", "interpolation_scale_t", "interpolation_scale_h", "interpolation_scale_w")
-"""Settings v1.3.1 takes from the ``--pretrained`` folder's ``config.json``, not from its flags: with a
-folder it replaces the model built from the flags by ``from_pretrained(folder)``."""
+PRETRAINED_CONFIG_DEFAULTS: dict[str, Any] = {
+    "sparse1d": False,
+    "sparse_n": 2,
+    "interpolation_scale_t": 1.0,
+    "interpolation_scale_h": 1.0,
+    "interpolation_scale_w": 1.0,
+}
+"""Settings v1.3.1 takes from the ``--pretrained`` folder's ``config.json``, not from its flags (with a
+folder it replaces the model built from the flags by ``OpenSoraT2V_v1_3.from_pretrained(folder)``),
+with ``OpenSoraT2V_v1_3.__init__``'s defaults for a key the file lacks."""
+PRETRAINED_CONFIG_KEYS = tuple(PRETRAINED_CONFIG_DEFAULTS)
+PRETRAINED_CLASS = "OpenSoraT2V_v1_3"
 
 
 def check_pretrained_config(cfg: TrainConfig) -> None:
-    """The ``--pretrained`` folder's ``config.json`` must agree with ``train.opensora`` on the keys of
-    :data:`PRETRAINED_CONFIG_KEYS` it holds: the trainer (and the sampler, from the checkpoint's
-    config) uses the folder's values and ignores the flags, so a difference would train and be
-    reported as settings that were not used.
+    """The paper's sparse attention and interpolation settings live in the ``--pretrained`` folder's
+    ``config.json``: the trainer builds the model from that file and ignores ``--sparse1d``,
+    ``--sparse_n`` and ``--interpolation_scale_*`` (the sampler likewise reads the checkpoint's copy
+    of it). So ``train.opensora``'s values must be the ones that file gives, a key the file lacks
+    taking the class default of :data:`PRETRAINED_CONFIG_DEFAULTS` (``sparse1d`` missing means
+    dense attention); otherwise the run would train, and be reported, with settings not used.
 
     Raises:
-        ConfigError: naming the key, both values and the file.
+        ConfigError: naming the key, both values and the file; or the file is not an
+            ``OpenSoraT2V_v1_3`` config.
     """
     osp = cfg.opensora
     path = Path(osp.pretrained) / "config.json"
     config = json.loads(path.read_text())
-    for key in PRETRAINED_CONFIG_KEYS:
-        if key in config and config[key] != getattr(osp, key):
+    if config.get("_class_name", PRETRAINED_CLASS) != PRETRAINED_CLASS:
+        raise ConfigError(
+            "train.opensora.pretrained", f"{path} is a {config['_class_name']!r} config, not {PRETRAINED_CLASS!r}"
+        )
+    for key, default in PRETRAINED_CONFIG_DEFAULTS.items():
+        used = config.get(key, default)
+        if used != getattr(osp, key):
+            said = f"says {used!r}" if key in config else f"has no {key!r}, so the class default {default!r} is used"
             raise ConfigError(
                 f"train.opensora.{key}",
-                f"{getattr(osp, key)!r}, but {path} says {config[key]!r}; Open-Sora-Plan builds the model from that file "
-                "and ignores the flag: set the same value",
+                f"{getattr(osp, key)!r}, but {path} {said}; Open-Sora-Plan builds the model from that file "
+                "and ignores the flag: make them the same",
             )
 
 
@@ -276,7 +300,6 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
         MissingAssetError: an annotation or a video is missing.
     """
     stride_t = AE_STRIDES[cfg.opensora.ae][0]
-    rng_draw = _torch_rand_42()
     aspect = cfg.height / cfg.width
     kept: list[tuple[dict[str, Any], str]] = []
     rejected: list[dict[str, Any]] = []
@@ -313,7 +336,7 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
                 rejected.append({"path": name, "reason": "too_long", "detail": f"{frames} frames"})
                 continue
             n = resampled_count(frames, fps, cfg.fps)
-            if n < cfg.num_frames and next(rng_draw) < cfg.drop_short_ratio:
+            if n < cfg.num_frames and cfg.drop_short_ratio >= 1.0:
                 rejected.append(
                     {"path": name, "reason": "shorter_than_num_frames", "detail": f"{n} frames at {cfg.fps} fps"}
                 )
@@ -354,31 +377,30 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
     return plan
 
 
-def _torch_rand_42() -> Any:
-    """The draws of ``torch.rand(1, generator=torch.Generator().manual_seed(42))`` in order, as
-    Open-Sora-Plan makes them for ``drop_short_ratio`` (torch when present, else Python's RNG:
-    only the 0.0 and 1.0 settings are then exact)."""
-    try:
-        import torch
+def annotation_items(plan: AnnotationPlan, repeat: int = 1, order_seed: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """The items of one launch's annotation: ``repeat`` copies of the plan's items, in the plan's
+    order (``order_seed`` ``None``: v1.3.1's fixed sampler then gives every launch the same clip
+    order), or each copy shuffled by a generator seeded with ``(*order_seed, copy)``."""
+    if order_seed is None:
+        return plan.items * repeat
+    import numpy as np
 
-        gen = torch.Generator().manual_seed(DROP_SHORT_SEED)
-        while True:
-            yield torch.rand(1, generator=gen).item()
-    except ImportError:
-        import random
-
-        r = random.Random(DROP_SHORT_SEED)
-        while True:
-            yield r.random()
+    items = []
+    for copy in range(repeat):
+        order = np.random.default_rng([*order_seed, copy]).permutation(len(plan.items))
+        items += [plan.items[i] for i in order]
+    return items
 
 
-def write_annotation(plan: AnnotationPlan, folder: str | Path, repeat: int = 1) -> Path:
-    """Write the annotation the trainer reads (items ``repeat`` times, absolute paths) and its
+def write_annotation(
+    plan: AnnotationPlan, folder: str | Path, repeat: int = 1, order_seed: Sequence[int] | None = None
+) -> Path:
+    """Write the annotation the trainer reads (:func:`annotation_items`, absolute paths) and its
     ``data.txt``. Returns the ``data.txt`` path."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     annotation = out / "annotation.json"
-    annotation.write_text(json.dumps(plan.items * repeat, indent=1) + "\n")
+    annotation.write_text(json.dumps(annotation_items(plan, repeat, order_seed), indent=1) + "\n")
     data = out / "data.txt"
     if "," in str(annotation.resolve()):
         raise ConfigError("results", f"{annotation.resolve()}: a ',' in the path breaks Open-Sora-Plan's data.txt")
@@ -727,7 +749,8 @@ def train_opensora_step(
         if done is not None and done[0] >= target:
             log.info("epochs %s already trained (%s)", launch.epochs, done[1])
             continue
-        data = write_annotation(plan, work / "data", launch.repeat)
+        order_seed = (cfg.seed, launch.epochs[1]) if cfg.opensora.data_order == "per_epoch" else None
+        data = write_annotation(plan, work / "data", launch.repeat, order_seed)
         expected = plan.usable * launch.repeat
         argv = train_argv(
             cfg,
