@@ -83,7 +83,7 @@ def _everything_else_changed() -> dict[str, Any]:
         checkpointing_steps=7,
     )  # fmt: skip
     cfg["opensora"].update(
-        dataloader_num_workers=1, use_decord=False, allow_tf32=False, report_to="wandb", relaunch="repeat",
+        dataloader_num_workers=1, use_decord=False, allow_tf32=False, report_to="wandb", relaunch="repeat", data_order="per_epoch",
         unusable_clips="error", extra_args=["--foo"], git_url="x", weights_hub_id="y",
     )  # fmt: skip
     cfg["diffusers"].update(cache_latents=False, dataloader_num_workers=0, allow_tf32=False, hub_id="z")

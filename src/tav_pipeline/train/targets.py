@@ -51,7 +51,7 @@ GENERATION_KEYS = ("backend", "model", "num_frames", "height", "width", "fps", "
 GENERATION_DIFFUSERS_KEYS = ("pretrained", "revision", "max_sequence_length")
 OPENSORA_TRAINING_ONLY = (
     "git_url", "weights_hub_id", "dataloader_num_workers", "use_decord", "allow_tf32", "report_to",
-    "relaunch", "unusable_clips", "extra_args",
+    "relaunch", "data_order", "unusable_clips", "extra_args",
 )  # fmt: skip
 """``train.opensora`` keys only the trainer (or a fetch) reads; the sampler takes the rest."""
 
