@@ -4,7 +4,9 @@ No conda channel is reachable from these machines, so the envs are checked as fi
 names its channels and pins exact versions; every rule of the workflow (under each training
 backend) names one; each installs tav-pipeline on a Python its `requires-python` accepts, with
 every requirement of the package pinned; and the pip environment that the tests run in (CI's, from
-envs/requirements.txt) has the versions that each env pins, wherever the two hold the same package.
+envs/requirements.txt) has the versions that each env pins, wherever the two hold the same package;
+an env with its own stack (Open-Sora-Plan's) instead pins what its GPU run recorded, on a Python
+that its torch has wheels for.
 
 Against the package registry (PyPI), pip resolves each env's pip section for that env's Python:
 skipped when the registry cannot be reached, except under CI (CI set, e.g. CI=true), where that fails.
@@ -45,19 +47,15 @@ LIST_RULES = ROOT / "tests" / "slurm" / "list_rules.py"
 
 # The envs the issue asks for (file stems): video tools, captioning, both trainers, VBench, report.
 EXPECTED = {"video", "captions", "train-opensora", "train-diffusers", "vbench", "report"}
-# Envs that carry their own stack, unlike CI's on purpose: Open-Sora-Plan v1.3.1's trainer needs
-# these exact versions. CI's environment is not held to their pins.
-OWN_STACK = {
-    "train-opensora": {
-        "torch": "2.1.0",
-        "diffusers": "0.30.2",
-        "transformers": "4.44.2",
-        "deepspeed": "0.12.6",
-        "accelerate": "0.34.0",
-    },
-}
-# The Pythons each own stack has distributions for: torch 2.1.0's wheels are cp38 to cp311.
-OWN_STACK_PYTHON = {"train-opensora": SpecifierSet(">=3.8,<3.12")}
+# Envs that carry their own stack, unlike CI's on purpose: the versions that Open-Sora-Plan
+# v1.3.1's trainer and sampler ran with on the GPU, as that run recorded them ("versions" of its
+# JSON). CI's environment is not held to their pins.
+OWN_STACK = {"train-opensora": ROOT / "benchmarks" / "opensora_h200.json"}
+# Keys of a run's "versions" that are not PyPI distributions.
+NOT_DISTRIBUTIONS = {"python", "cuda", "gpu"}
+# The Pythons that torch's Linux wheels on PyPI cover, per torch version (`pip index versions torch
+# --only-binary=:all: --python-version X` lists 2.11.0 for 3.10 to 3.14, not for 3.9 or 3.15).
+TORCH_WHEEL_PYTHONS = {"2.11.0": SpecifierSet(">=3.10,<3.15")}
 # conda-forge names whose PyPI distribution is named differently.
 CONDA_TO_PYPI = {"pytorch": "torch", "py-opencv": "opencv-python", "pytorch-lightning": "pytorch-lightning"}
 
@@ -242,17 +240,45 @@ def test_ci_environment_has_the_envs_versions_where_they_overlap(env: Path) -> N
     assert not different, f"{env.name}: {different}"
 
 
+def recorded_versions(record: Path) -> dict[str, str]:
+    """A GPU run's "versions": name -> version, "absent" for what the machine did not have."""
+    versions = json.loads(record.read_text())["versions"]
+    assert isinstance(versions, dict) and versions, f"{record}: no versions"
+    return {str(k): str(v) for k, v in versions.items()}
+
+
 @pytest.mark.parametrize("env", [e for e in ENV_FILES if e.stem in OWN_STACK], ids=env_id)
-def test_own_stack_envs_pin_their_trainers_versions(env: Path) -> None:
+def test_own_stack_envs_pin_the_versions_that_ran(env: Path) -> None:
     data = load(env)
+    record = OWN_STACK[env.stem]
+    ran = recorded_versions(record)
     pins = {canonicalize_name(CONDA_TO_PYPI.get(k, k)): v for k, v in conda_pins(data).items()}
     pins.update(pip_pins(data))
-    for dist, version in OWN_STACK[env.stem].items():
-        assert pins.get(canonicalize_name(dist)) == version, f"{env.name}: {dist} must be {version}, is {pins.get(dist)}"
+    different = []
+    for name, version in sorted(ran.items()):
+        if name in NOT_DISTRIBUTIONS or version == "absent":
+            continue
+        if pins.get(canonicalize_name(name)) != version:
+            different.append(f"{name}: ran {version}, env pins {pins.get(canonicalize_name(name))}")
+    assert not different, f"{env.name} against {record.name}: {different}"
     python = conda_pins(data)["python"]
-    stack = OWN_STACK_PYTHON[env.stem]
+    ran_python = Version(ran["python"]).release[:2]
+    assert Version(python).release[:2] == ran_python, (
+        f"{env.name}: python={python}, the run used Python {ran['python']}"
+    )
+
+
+@pytest.mark.parametrize("env", [e for e in ENV_FILES if e.stem in OWN_STACK], ids=env_id)
+def test_own_stack_envs_python_has_their_torch(env: Path) -> None:
+    data = load(env)
+    torch = pip_pins(data).get("torch")
+    assert torch in TORCH_WHEEL_PYTHONS, (
+        f"{env.name}: torch=={torch}: add the Pythons its wheels cover to TORCH_WHEEL_PYTHONS"
+    )
+    python = conda_pins(data)["python"]
+    stack = TORCH_WHEEL_PYTHONS[torch]
     requires_python, _ = project_metadata()
-    assert stack.contains(python), f"{env.name}: python={python}, its stack has distributions for Python {stack}"
+    assert stack.contains(python), f"{env.name}: python={python}, torch {torch} has wheels for Python {stack}"
     assert requires_python.contains(python), (
         f"{env.name}: python={python}, but the env installs tav-pipeline, which requires Python {requires_python}"
     )
