@@ -7,9 +7,13 @@ the video, ``drop`` rejects the video. The appendix code instead treats the END 
 scene as a transition (which includes the end of the video itself); this module does not repeat
 that: a clip is centred on a real cut, never on the end of the video.
 
-Windows are planned in whole frames (frame-accurate re-encode, the source frame rate kept) and
-each clip gets a sidecar JSON with the source times, the cut's frame inside the clip and the policy
-that was applied.
+Windows are planned in whole frames of the source, numbered in decode order like the detectors'
+frames, and the clip holds exactly those decoded frames (:func:`tav_pipeline.video.cut_clip`: no
+timestamp-based seeking, so containers with odd timestamps, such as AVI with packed B-frames, cut
+right; the source frame rate is kept). A black leader or tail the robust detector recorded is kept
+out of the window. Each clip gets a sidecar JSON with the source frames and times, the cut's frame
+inside the clip and the policy that was applied. Cutting decodes the source from its start to the
+end of the window (the first cut is usually early; detection decoded the whole file already).
 """
 
 from __future__ import annotations
