@@ -27,9 +27,9 @@ is the share of videos whose first detection matches the first label, or which h
 PySceneDetect and TransNetV2 frames are mapped to decode indices through presentation times
 (their frame numbers come from timestamps, which differ on files with broken timestamps).
 
-Throughput is measured twice: on the machine as it is ("idle"), and with a second process burning
-one core ("loaded"); each method's frames/s and CPU-seconds (this process and its children, all
-threads) are printed for both.
+Throughput is measured twice per video, back to back: on the machine as it is ("idle"), and with a
+second process burning one core ("loaded"); each method's frames/s and CPU-seconds (this process
+and its children, all threads) are printed for both.
 
 Clip level (``ours robust``, then ``ours paper``): every video whose first detection gives a clip
 goes through the real :func:`tav_pipeline.clips.extract_clip` (default settings). A clip is
@@ -42,6 +42,7 @@ clip), scored as precision and recall of "the clip holds a real transition at it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -231,19 +232,28 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_methods(methods: list[Method], paths: dict[str, Path], times: dict[str, list[float]], repeat: int, phase: str) -> None:
-    """Every method on every video, rotating the order per video; best wall time of ``repeat``."""
+def run_methods(
+    methods: list[Method], paths: dict[str, Path], times: dict[str, list[float]], repeat: int, load: bool
+) -> tuple[float, float]:
+    """Every method on every video, rotating the order per video; best wall time of ``repeat``.
+    With ``load``, each video is then run again with :class:`Burner` holding a core, so both runs
+    of a video meet the same background load. Returns the mean load averages (idle, loaded)."""
+    loads: dict[str, list[float]] = {"idle": [], "loaded": []}
     for k, (name, path) in enumerate(paths.items()):
         order = methods[k % len(methods) :] + methods[: k % len(methods)]
-        for _ in range(max(1, repeat)):
-            for m in order:
-                t0, c0 = time.perf_counter(), cpu_seconds()
-                frames = m.run(path, times[name])
-                dt, dc = time.perf_counter() - t0, cpu_seconds() - c0
-                table = m.results if phase == "idle" else m.loaded
-                if name not in table or dt < table[name].seconds:
-                    table[name] = Result(sorted(frames), dt, dc)
-        log.info("%s %2d/%d %s", phase, k + 1, len(paths), name)
+        for phase in ("idle", "loaded") if load else ("idle",):
+            with Burner() if phase == "loaded" else contextlib.nullcontext():
+                for _ in range(max(1, repeat)):
+                    for m in order:
+                        t0, c0 = time.perf_counter(), cpu_seconds()
+                        frames = m.run(path, times[name])
+                        dt, dc = time.perf_counter() - t0, cpu_seconds() - c0
+                        table = m.results if phase == "idle" else m.loaded
+                        if name not in table or dt < table[name].seconds:
+                            table[name] = Result(sorted(frames), dt, dc)
+                loads[phase].append(os.getloadavg()[0])
+        log.info("%2d/%d %s", k + 1, len(paths), name)
+    return tuple(float(np.mean(v)) if v else float("nan") for v in loads.values())  # type: ignore[return-value]
 
 
 def thumbs(path: Path) -> list[np.ndarray]:
@@ -407,15 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         m.run(paths[first], times[first])
 
-    load_idle = os.getloadavg()[0]
-    run_methods(methods, paths, times, args.repeat, "idle")
-    load_idle = (load_idle + os.getloadavg()[0]) / 2
-    load_busy = float("nan")
-    if not args.no_load:
-        with Burner():
-            load_busy = os.getloadavg()[0]
-            run_methods(methods, paths, times, args.repeat, "loaded")
-            load_busy = (load_busy + os.getloadavg()[0]) / 2
+    load_idle, load_busy = run_methods(methods, paths, times, args.repeat, not args.no_load)
 
     def say(text: str = "") -> None:
         print(text)
@@ -453,7 +455,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"| {m.name:24s} | {cells} | {fps(m, m.results):8.0f} | {x_psd} | {x_tn} |")
 
     if not args.no_load:
-        say(f"\nThroughput idle (load average {load_idle:.1f}) and with a second process burning one core (load average {load_busy:.1f}):\n")
+        say(f"\nThroughput on the machine as it is (1-min load average {load_idle:.1f}) and with a second process burning one core "
+            f"(load average {load_busy:.1f}), each video run both ways back to back:\n")
         header = f"| {'method':24s} | {'idle frames/s':>13s} | {'idle CPU-s':>10s} | {'loaded frames/s':>15s} | {'loaded CPU-s':>12s} | {'loaded/idle':>11s} |"
         say(header)
         say("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
