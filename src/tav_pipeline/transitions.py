@@ -483,7 +483,7 @@ class Analyzer:
                     kept.append(ev)
             events = kept
             self.blanks.append(Event(base, "leader", base, end, 0.0))
-        if self._last_is_video_end and black[-1]:
+        if self._last_is_video_end and black[-1] and not (self._first_is_video_start and black.all()):
             start = base + (n - int(np.argmin(black[::-1])) if not black.all() else 0)
             kept = []
             for ev in sorted(events, key=lambda e: -e.end):
@@ -717,6 +717,11 @@ def scan_transitions(
                     kind=ev.kind,
                     length=ev.end - ev.start + 1,
                 )
+    # A chunk that sees only part of a long leader or tail may report its edge as a transition.
+    if "leader" in ends:
+        found = {f: c for f, c in found.items() if f > ends["leader"].end + 1}
+    if "tail" in ends:
+        found = {f: c for f, c in found.items() if f < ends["tail"].start - 1}
     cuts = _merge(sorted(found.values(), key=lambda c: c.frame))
     if stats is not None:
         stats["model_windows"] = verifier.windows
