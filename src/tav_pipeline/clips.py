@@ -240,7 +240,8 @@ def first_cut(result: CutResult) -> Cut:
             result.path,
             "cut_too_early",
             f"a cut at frame {d.frame} ({d.time:.2f} s, score {d.score:.1f}) was found and dropped: the paper's detector "
-            f"ignores cuts in the first {length} frames (cuts.min_scene_len); no later cut. cuts.mode: robust keeps it",
+            f"(PySceneDetect's rule) emits no cut until cuts.min_scene_len = {length} frames have passed since the start "
+            "and since the previous frame above the threshold; no later cut. cuts.mode: robust keeps cuts at the start",
         )
     blanks = ", ".join(f"a black {b.kind} (frames {b.start}-{b.end})" for b in result.blanks)
     if result.detector == "paper":

@@ -264,9 +264,10 @@ class CutResult:
     blanks: list[Blank] = field(default_factory=list)
     """Black leader and tail (robust mode; see :class:`Blank`)."""
     dropped: list[Cut] = field(default_factory=list)
-    """Cuts the detector found and then dropped by rule: the paper mode drops every cut before its
-    first ``min_scene_len`` frames have passed (PySceneDetect's rule). One entry per burst of
-    above-threshold frames, at its highest score."""
+    """Cuts the detector found and then dropped by rule before its first cut: the paper mode emits
+    no cut until ``min_scene_len`` frames have passed since the start and since the previous
+    above-threshold frame (PySceneDetect's rule). One entry per burst of above-threshold frames,
+    at its highest score."""
 
     @property
     def first_cut(self) -> Cut | None:
