@@ -13,9 +13,11 @@ the cache folder when it is not there yet and unpacked with ``dpkg -x``.
 
 What the set holds (see :data:`CASES`):
 
-* ``Megamind.avi`` as shipped (a trailer excerpt: a black frame, then hard cuts at decode frames
-  1, 98, 154 and 200, each checked by eye) and ``tree.avi`` as shipped (no transition; a hand
-  passes in front of the lens at ~1.5 frames/s);
+* ``Megamind.avi`` as shipped (a trailer excerpt: a black leader frame, then hard cuts at decode
+  frames 98, 154 and 200, each checked by eye), two stream copies of it (packed B-frames kept) and
+  ``tree.avi`` as shipped (no transition; a hand passes in front of the lens at ~1.5 frames/s);
+* black leaders and tails: black frames or a fade from (to) black at the start (end), which are
+  labelled as ``blanks``, not as transitions;
 * real segments without transitions (surveillance, hand-held object footage, animation);
 * real segments spliced with hard cuts at known frames, including cuts in the first and last
   frames and a two-frame shot;
@@ -32,7 +34,10 @@ it writes and checks its frame count against the labels.
 
 Label conventions (``labels.json``): a hard cut's ``frame`` is the first frame of the new shot
 and ``start == end == frame``. A gradual transition covers the frames ``start..end`` (inclusive)
-that mix both shots (or show the black between them); its ``frame`` is the midpoint.
+that mix both shots (or show the black between them); its ``frame`` is the midpoint. ``blanks``
+lists a video's black ``leader`` (frame 0 to the last black or fading-in frame) and ``tail``: the
+cut or fade out of a leader (into a tail) is part of it, not a transition, since a clip centred
+there would hold black and one scene.
 """
 
 from __future__ import annotations
@@ -63,9 +68,15 @@ SOURCES = {
 }
 """Video sources, relative to the unpacked package (box/cup are gunzipped into the cache root)."""
 
-MEGAMIND_CUTS = [1, 98, 154, 200]
+MEGAMIND_CUTS = [98, 154, 200]
 """Hard cuts in Megamind.avi (decode frame index of the first frame of each new shot), checked
-by eye: frame 0 is black, then shots 1-97, 98-153, 154-199, 200-269."""
+by eye: frame 0 is black (the trailer's black leader, not a transition), then shots 1-97, 98-153,
+154-199, 200-269."""
+
+AVI_COPIES = [("megamind_avi_from_1", 2.0), ("megamind_avi_from_98", 4.2)]
+"""Stream copies of Megamind.avi (``ffmpeg -ss S -c:v copy``): each starts at the keyframe before
+``S`` seconds and keeps the packed B-frames and their shifted timestamps. Their frames are matched
+to the original's after writing, which gives the labels."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,16 @@ class Transition:
 
 
 @dataclass
+class Blank:
+    """A black opening (``leader``: from frame 0) or closing (``tail``: to the last frame), with
+    the fade into or out of it: frames ``start..end``. Not a scene transition."""
+
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass
 class Entry:
     file: str
     name: str
@@ -130,6 +151,7 @@ class Entry:
     fps: float
     transitions: list[Transition] = field(default_factory=list)
     note: str = ""
+    blanks: list[Blank] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -198,7 +220,7 @@ CASES: list[Case] = [
     Case("cut_short_shot", "real_cut", (S("box", 0, 40), CUT, S("cup", 0, 8), CUT, S("vtest", 0, 40)), "an 8-frame shot"),
     Case("megamind_98", "real_cut", (S("megamind", 70, 153),), "the trailer's own cut at 98"),
     Case("megamind_154_200", "real_cut", (S("megamind", 140, 230),), "the trailer's own cuts"),
-    Case("megamind_start", "real_cut_early", (S("megamind", 0, 60),), "the trailer's black frame, then a cut"),
+    Case("megamind_start", "real_leader", (S("megamind", 0, 60),), "the trailer's black frame, then its first shot: no transition"),
     # --- dissolves ---------------------------------------------------------------------------
     Case("dissolve_box_cup", "real_dissolve", (S("box", 0, 60), dissolve(12), S("cup", 0, 60))),
     Case("dissolve_vtest_megamind", "real_dissolve", (S("vtest", 0, 60), dissolve(24), S("megamind", 10, 80))),
@@ -212,8 +234,8 @@ CASES: list[Case] = [
     Case("fade_box_cup", "real_fade", (S("box", 0, 60), Join("fade", 15, 0, 15), S("cup", 0, 60))),
     Case("fade_hold", "real_fade", (S("megamind", 30, 90), Join("fade", 20, 10, 20), S("vtest", 0, 60))),
     Case("fadeblack_xfade", "real_fade", (S("cup", 0, 60), Join("fadeblack", 20), S("box", 100, 160))),
-    Case("fade_in_start", "real_fade", (S("box", 0, 90, fade_in=15),), "fade from black at the start"),
-    Case("fade_out_end", "real_fade", (S("cup", 0, 90, fade_out=20),), "fade to black at the end"),
+    Case("fade_in_start", "real_leader", (S("box", 0, 90, fade_in=15),), "fade from black at the start: a leader"),
+    Case("fade_out_end", "real_leader", (S("cup", 0, 90, fade_out=20),), "fade to black at the end: a tail"),
     Case("fade_in_then_cut", "real_fade", (S("vtest", 0, 60, fade_in=10), CUT, S("megamind", 100, 150))),
     Case("fade_quick", "real_fade", (S("megamind", 150, 199), Join("fade", 8, 5, 8), S("megamind", 200, 250))),
     # --- traps: no transition ----------------------------------------------------------------
@@ -236,6 +258,11 @@ CASES: list[Case] = [
     Case("dissolve_very_long", "real_dissolve", (S("megamind", 2, 90), dissolve(60), S("cup", 60, 150)), "held out: 2.4 s"),
     Case("whip_starry", "trap_whip", (S("img:starry_night.jpg", 0, 80, pre="scale=-2:720," + whip(start=40, frames=5, dx=380, dy=-300, y0=340)),), "held out"),
     Case("shake", "trap_motion", (S("box", 100, 200, pre="scale=960:720,crop=w=480:h=360:x='240+60*sin(n*2.1)*cos(n*0.7)':y='180+40*sin(n*1.3+1)'"),), "held out: hand-held shake"),
+    # --- black leaders and tails (added with the leader rule) ----------------------------------
+    Case("leader_black_cut", "real_leader", (S("black", 0, 12), CUT, S("box", 0, 70), CUT, S("cup", 0, 60)), "12 black frames, then two shots"),
+    Case("tail_black_cut", "real_leader", (S("vtest", 0, 80), CUT, S("cup", 0, 60), CUT, S("black", 0, 15)), "two shots, then 15 black frames"),
+    Case("leader_tail_fades", "real_leader", (S("box", 0, 100, fade_in=20), CUT, S("vtest", 0, 80, fade_out=20))),
+    Case("megamind_opening", "real_leader", (S("megamind", 0, 130),), "the trailer's own opening: black frame, first shot, cut at 98"),
     # --- synthetic (lavfi) ---------------------------------------------------------------------
     Case("lavfi_cuts", "synthetic", (S("lavfi:testsrc2", 0, 40), CUT, S("lavfi:mandelbrot", 0, 40), CUT, S("lavfi:smptebars", 0, 30))),
     Case("lavfi_dissolve", "synthetic", (S("lavfi:mandelbrot", 0, 50), dissolve(20), S("lavfi:testsrc2", 0, 50))),
@@ -246,7 +273,8 @@ CASES: list[Case] = [
 QUICK = {
     "vtest_a", "box_b", "cut_box_cup", "cut_three", "cut_at_1", "cut_last_frame", "megamind_154_200",
     "dissolve_box_cup", "dissolve_long", "fade_hold", "fade_in_start", "flash_vtest", "strobe_long",
-    "whip_vtest", "whip_building", "lavfi_cuts",
+    "whip_vtest", "whip_building", "lavfi_cuts", "leader_black_cut", "tail_black_cut", "megamind_opening",
+    "megamind_avi_from_98",
 }
 """The ``--quick`` subset (plus both originals): every category, a third of the videos."""
 
@@ -375,12 +403,44 @@ def plan(case: Case) -> tuple[list[Seg], list[str], list[Transition], int]:
     return [s for s, _, _ in inputs], lines, labels, total
 
 
+def blank_ends(case: Case, labels: list[Transition], total: int) -> tuple[list[Transition], list[Blank]]:
+    """Move the black leader and tail of ``case`` out of ``labels``: a first segment that is black,
+    fades in from black or is Megamind from its black frame 0; a last segment that is black or
+    fades out to black. Labels starting inside (or on the frame after) a leader, or ending inside
+    (or on the frame before) a tail, belong to it."""
+    segs = [p for p in case.parts[0::2] if isinstance(p, Seg)]
+    blanks: list[Blank] = []
+    first, last = segs[0], segs[-1]
+    lead = -1
+    if first.src == "black":
+        lead = first.frames - 1
+    elif first.fade_in:
+        lead = first.fade_in - 1
+    elif first.src == "megamind" and first.start == 0:
+        lead = 0
+    if lead >= 0:
+        blanks.append(Blank("leader", 0, lead))
+        labels = [t for t in labels if t.start > lead + 1]
+    tail = total
+    if len(segs) > 1 and last.src == "black":
+        tail = total - last.frames
+    elif last.fade_out:
+        tail = total - last.fade_out
+    if tail < total:
+        blanks.append(Blank("tail", tail, total - 1))
+        labels = [t for t in labels if t.end < tail - 1]
+    if any(s.src == "megamind" and s.start == 0 for s in segs[1:]):
+        raise ValueError(f"{case.name}: Megamind's black frame 0 inside a case is not labelled")
+    return labels, blanks
+
+
 def _gradual(kind: str, start: int, end: int) -> Transition:
     return Transition((start + end + 1) // 2, kind, start, end)
 
 
 def build_case(case: Case, root: Path, out: Path, index: int) -> Entry:
     segs, lines, labels, total = plan(case)
+    labels, blanks = blank_ends(case, labels, total)
     name = f"{index:02d}_{case.name}.mp4"
     argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
     for seg in segs:
@@ -394,7 +454,30 @@ def build_case(case: Case, root: Path, out: Path, index: int) -> Entry:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{case.name}: ffmpeg failed:\n{proc.stderr[-3000:]}")
-    return Entry(name, case.name, case.category, total, float(FPS), labels, case.note)
+    return Entry(name, case.name, case.category, total, float(FPS), labels, case.note, blanks)
+
+
+def build_avi_copy(root: Path, out: Path, name: str, seek: float) -> Entry:
+    """A stream copy of Megamind.avi from the keyframe before ``seek`` seconds (packed B-frames
+    kept), labelled by matching each of its decoded frames to the original's."""
+    import numpy as np
+
+    from tav_pipeline.video import iter_frames
+
+    dst = out / f"00_{name}.avi"
+    argv = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-ss", f"{seek}", "-i", str(root / SOURCES["megamind"]),
+            "-map", "0:v", "-c:v", "copy", "-fflags", "+bitexact", str(dst)]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True)
+    original = [f.image.astype(np.float32) for f in iter_frames(root / SOURCES["megamind"], width=64)]
+    copy = [f.image.astype(np.float32) for f in iter_frames(dst, width=64)]
+    offset = int(np.argmin([np.abs(copy[0] - o).mean() for o in original]))
+    worst = max(float(np.abs(c - original[offset + k]).mean()) for k, c in enumerate(copy))
+    if offset + len(copy) > len(original) or worst > 0.5:
+        raise RuntimeError(f"{dst}: its frames are not frames {offset}.. of Megamind.avi (worst mean difference {worst:.2f})")
+    cuts = [c - offset for c in MEGAMIND_CUTS if offset < c < offset + len(copy)]
+    blanks = [Blank("leader", 0, 0)] if offset == 0 else []
+    note = f"stream copy of Megamind.avi from its frame {offset}: mpeg4 with packed B-frames, timestamps shifted by one frame"
+    return Entry(dst.name, name, "real_original", len(copy), 2997 / 125, [Transition(c, "cut", c, c) for c in cuts], note, blanks)
 
 
 def count_frames(path: Path) -> int:
@@ -411,8 +494,12 @@ def build(out: Path, root: Path, *, quick: bool = False) -> list[Entry]:
     shutil.copyfile(root / SOURCES["megamind"], mm)
     entries.append(
         Entry(mm.name, "megamind_original", "real_original", 270, 2997 / 125,
-              [Transition(c, "cut", c, c) for c in MEGAMIND_CUTS], "as shipped: mpeg4 with packed B-frames")  # fmt: skip
+              [Transition(c, "cut", c, c) for c in MEGAMIND_CUTS], "as shipped: mpeg4 with packed B-frames",
+              [Blank("leader", 0, 0)])  # fmt: skip
     )
+    for name, seek in AVI_COPIES:
+        if not quick or name in QUICK:
+            entries.append(build_avi_copy(root, out, name, seek))
     tree = out / "00_tree_original.avi"
     shutil.copyfile(root / SOURCES["tree"], tree)
     entries.append(Entry(tree.name, "tree_original", "real_original", 68, 15.0, [], "as shipped: cinepak, ~1.5 frames/s"))

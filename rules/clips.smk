@@ -32,6 +32,7 @@ checkpoint validate_clip:
     params:
         validation=config["validation"],
         cuts=config["cuts"],
+    threads: 1
     log:
         log_path("validate_clip", "{video}"),
     conda:

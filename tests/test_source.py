@@ -336,6 +336,23 @@ def test_not_found_locally_when_download_is_off(tmp_path: Path) -> None:
     assert str(tmp_path) in rec.detail
 
 
+def test_empty_local_file_is_named_not_called_missing(tmp_path: Path) -> None:
+    """A 0-byte file exists: the reason says it is empty (with downloads off), or it is replaced
+    by a download (with downloads on)."""
+    (tmp_path / "vid01.mp4").write_bytes(b"")
+    off = fetch_video(ROW, SourceConfig(video_dir=str(tmp_path), download=False), tmp_path / "dl", downloader=_never)
+    assert (off.status, off.reason, off.path) == ("failed", "empty_file", "")
+    assert str(tmp_path / "vid01.mp4") in off.detail and "0 bytes" in off.detail
+
+    def fake(url: str, params: dict[str, Any]) -> dict[str, Any]:
+        target = Path(params["outtmpl"]["default"].replace("%(ext)s", "mp4"))
+        target.write_bytes(b"video")
+        return {"requested_downloads": [{"filepath": str(target)}]}
+
+    on = fetch_video(ROW, SourceConfig(video_dir=str(tmp_path), span="full"), tmp_path / "dl", downloader=fake)
+    assert (on.status, on.source) == ("ok", "download")
+
+
 def test_injected_downloader_success_and_section(tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 

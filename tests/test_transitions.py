@@ -67,17 +67,21 @@ def test_fade_through_black(videos: dict[str, tuple[Path, object]]) -> None:
     assert start <= cuts[0].frame < start + length and cuts[0].length >= length // 2
 
 
-def test_fade_in_from_black_at_the_start(videos: dict[str, tuple[Path, object]]) -> None:
-    cuts = detect_transitions(videos["fade_in"][0]).cuts
-    assert [c.kind for c in cuts] == ["fade"]
-    assert 0 <= cuts[0].frame < 12
+def test_fade_in_from_black_at_the_start_is_a_leader(videos: dict[str, tuple[Path, object]]) -> None:
+    """A fade from black at the very start opens the video; it is recorded, not a transition."""
+    result = detect_transitions(videos["fade_in"][0])
+    assert result.cuts == []
+    assert [(b.kind, b.start) for b in result.blanks] == [("leader", 0)]
+    assert 3 <= result.blanks[0].end < 12  # the dim frames of the 12-frame fade
 
 
 def test_cut_in_the_first_frames(videos: dict[str, tuple[Path, object]]) -> None:
     path, cuts = videos["early"]
     assert cuts == [2]
-    assert _found(path) == [(2, "cut")]
-    assert detect_cuts(path).cuts == []  # dropped by min_scene_len in the paper mode
+    assert _found(path) == [(2, "cut")]  # a navy card is not black: a real opening shot
+    paper = detect_cuts(path)
+    assert paper.cuts == []  # dropped by min_scene_len in the paper mode, and recorded as dropped
+    assert [c.frame for c in paper.dropped] == [2]
 
 
 def test_cut_on_the_last_frame(videos: dict[str, tuple[Path, object]]) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -38,3 +40,7 @@ def test_paper_threshold_keeps_and_rejects(tmp_path, make_video) -> None:
     assert strict.passed and record.cut_frame_in_clip in (strict.redetected_frames or [])
     high = validate_clip(record, ValidationConfig(threshold=paper.max_diff + 1))
     assert not high.passed and high.reason == "below_threshold"
+    assert f"{paper.max_diff:.1f}" in high.detail and "validation.threshold" in high.detail
+    moved = validate_clip(dataclasses.replace(record, cut_frame_in_clip=record.cut_frame_in_clip + 10), ValidationConfig(mode="strict"))
+    assert not moved.passed and moved.reason == "cut_not_redetected"
+    assert f"[{record.cut_frame_in_clip}]" in moved.detail and str(record.cut_frame_in_clip + 10) in moved.detail

@@ -7,9 +7,13 @@ the video, ``drop`` rejects the video. The appendix code instead treats the END 
 scene as a transition (which includes the end of the video itself); this module does not repeat
 that: a clip is centred on a real cut, never on the end of the video.
 
-Windows are planned in whole frames (frame-accurate re-encode, the source frame rate kept) and
-each clip gets a sidecar JSON with the source times, the cut's frame inside the clip and the policy
-that was applied.
+Windows are planned in whole frames of the source, numbered in decode order like the detectors'
+frames, and the clip holds exactly those decoded frames (:func:`tav_pipeline.video.cut_clip`: no
+timestamp-based seeking, so containers with odd timestamps, such as AVI with packed B-frames, cut
+right; the source frame rate is kept). A black leader or tail the robust detector recorded is kept
+out of the window. Each clip gets a sidecar JSON with the source frames and times, the cut's frame
+inside the clip and the policy that was applied. Cutting decodes the source from its start to the
+end of the window (the first cut is usually early; detection decoded the whole file already).
 """
 
 from __future__ import annotations
@@ -80,37 +84,50 @@ class Window:
         return self.cut_frame - self.start_frame
 
 
-def plan_window(cut: Cut, frame_count: int, fps: float, config: ClipConfig, *, path: str = "") -> Window:
+def plan_window(
+    cut: Cut, frame_count: int, fps: float, config: ClipConfig, *, path: str = "", usable: tuple[int, int] | None = None
+) -> Window:
     """Frames to keep around ``cut`` in a video of ``frame_count`` frames at ``fps``.
+
+    ``usable`` is the ``(first, end)`` frame range (``end`` exclusive) a clip may take frames from:
+    the whole video by default, the frames between a black leader and tail when the detector
+    recorded them (:func:`usable_span`).
 
     Raises :class:`BadVideoError` with reason ``window_too_short`` when the ``drop`` policy
     rejects the window or a side has less than ``min_side`` seconds.
     """
     if fps <= 0:
-        raise BadVideoError(path, "window_too_short", "unknown frame rate")
+        raise BadVideoError(path, "window_too_short", "the container gives no frame rate")
+    lo, hi = usable if usable is not None else (0, frame_count)
     total = int(round(config.length * fps))
     before = total // 2
     after = total - before
     c = cut.frame
-    have_before, have_after = c, frame_count - c
+    have_before, have_after = c - lo, hi - c
     if have_before < config.min_side * fps or have_after < config.min_side * fps:
+        side = "before" if have_before < config.min_side * fps else "after"
+        span = f"frames {lo}-{hi - 1} (between the black leader and tail)" if (lo, hi) != (0, frame_count) else f"{frame_count} frames"
         raise BadVideoError(
-            path, "window_too_short", f"cut at frame {c} of {frame_count}: a side is shorter than {config.min_side} s"
+            path,
+            "window_too_short",
+            f"the first transition is at frame {c} ({c / fps:.2f} s) of {span}: only {(have_before if side == 'before' else have_after) / fps:.2f} s "
+            f"{side} it, clips.min_side asks for {config.min_side} s on each side",
         )
     short_b = max(0, before - have_before)
     short_a = max(0, after - have_after)
     if config.edge_policy == "paper":
         start, end = c - min(before, have_before), c + min(after, have_after)
     elif config.edge_policy == "shift":
-        length = min(total, frame_count)
-        start = min(max(0, c - before), frame_count - length)
+        length = min(total, hi - lo)
+        start = min(max(lo, c - before), hi - length)
         end = start + length
     else:  # drop
         if short_b or short_a:
             raise BadVideoError(
                 path,
                 "window_too_short",
-                f"drop policy: {have_before / fps:.2f} s before and {have_after / fps:.2f} s after the cut",
+                f"clips.edge_policy 'drop': {have_before / fps:.2f} s before and {have_after / fps:.2f} s after the first "
+                f"transition (frame {c}), {config.length / 2:.2f} s needed on each side",
             )
         start, end = c - before, c + after
     return Window(
@@ -122,6 +139,17 @@ def plan_window(cut: Cut, frame_count: int, fps: float, config: ClipConfig, *, p
         shortfall_before=seconds(short_b / fps),
         shortfall_after=seconds(short_a / fps),
     )
+
+
+def usable_span(result: CutResult) -> tuple[int, int]:
+    """``(first, end)``: the frames of ``result``'s video outside its black leader and tail."""
+    lo, hi = 0, result.frame_count
+    for blank in result.blanks:
+        if blank.kind == "leader":
+            lo = max(lo, blank.end + 1)
+        elif blank.kind == "tail":
+            hi = min(hi, blank.start)
+    return lo, max(lo, hi)
 
 
 @dataclass
@@ -156,6 +184,11 @@ class ClipRecord:
     ffmpeg_argv: list[str] | None = None
     reason: str = ""
     detail: str = ""
+    start_frame: int = 0
+    """Decode index of the clip's first frame in the source (clip frame ``k`` is source frame
+    ``start_frame + k``)."""
+    cut_frame: int = 0
+    """Decode index of the cut frame in the source (``start_frame + cut_frame_in_clip``)."""
 
     @classmethod
     def rejected(cls, video: str, source: str, error: BadVideoError) -> ClipRecord:
@@ -188,35 +221,66 @@ class ClipRecord:
 
 
 def first_cut(result: CutResult) -> Cut:
-    """The first real cut of a detection result; :class:`BadVideoError` (``no_cut``) if none."""
+    """The first real cut of a detection result.
+
+    Raises:
+        BadVideoError: the detection's own reason when it was rejected; ``cut_too_early`` when the
+            paper detector found cuts only inside its first ``min_scene_len`` frames and dropped
+            them; ``no_cut`` otherwise (the detail says what was found: the largest score, a black
+            leader or tail).
+    """
     if result.status != "ok":
         raise BadVideoError(result.path, result.reason or "rejected", result.detail)
-    if not result.cuts:
-        raise BadVideoError(result.path, "no_cut", f"no transition found (max score {result.max_score:.1f})")
-    return result.cuts[0]
+    if result.cuts:
+        return result.cuts[0]
+    if result.dropped:
+        d = max(result.dropped, key=lambda c: c.score)
+        length = result.settings.get("min_scene_len", "min_scene_len")
+        raise BadVideoError(
+            result.path,
+            "cut_too_early",
+            f"a cut at frame {d.frame} ({d.time:.2f} s, score {d.score:.1f}) was found and dropped: the paper's detector "
+            f"(PySceneDetect's rule) emits no cut until cuts.min_scene_len = {length} frames have passed since the start "
+            "and since the previous frame above the threshold; no later cut. cuts.mode: robust keeps cuts at the start",
+        )
+    blanks = ", ".join(f"a black {b.kind} (frames {b.start}-{b.end})" for b in result.blanks)
+    if result.detector == "paper":
+        threshold = result.settings.get("threshold", "")
+        found = f"no frame-to-frame change reached the threshold {threshold} (largest score {result.max_score:.1f})"
+    else:
+        found = f"no cut, dissolve or fade (largest frame-to-frame score {result.max_score:.1f})"
+    raise BadVideoError(result.path, "no_cut", found + (f"; only {blanks}, which is not a scene transition" if blanks else ""))
 
 
-def extract_clip(result: CutResult, out_mp4: str | Path, config: ClipConfig = ClipConfig()) -> ClipRecord:
+def extract_clip(result: CutResult, out_mp4: str | Path, config: ClipConfig = ClipConfig(), *, threads: int = 0) -> ClipRecord:
     """Cut and re-encode the clip around the first cut of ``result``; returns its sidecar record.
 
-    Raises :class:`BadVideoError` (``no_cut``, ``window_too_short``, ``encode_failed``).
+    The clip holds the source's decoded frames ``start_frame .. end_frame - 1`` (decode order, the
+    detectors' numbering), so ``cut_frame_in_clip`` is where the cut is in the mp4, whatever the
+    source container's timestamps say. ``start`` is the source presentation time of the clip's first
+    frame, ``cut_time`` that of the cut frame, ``cut_time_in_clip`` the cut's time in the mp4
+    (``cut_frame_in_clip / fps``). ``threads`` caps decoder and encoder threads (0: one per core).
+
+    Raises :class:`BadVideoError` (``no_cut``, ``cut_too_early``, ``only_blank_ends``,
+    ``window_too_short``, ``decode_error``, ``encode_failed``).
     """
     cut = first_cut(result)
-    window = plan_window(cut, result.frame_count, result.fps, config, path=result.path)
-    # Cut times are PTS-based; the window's start is counted back from the cut in frames of the
-    # average rate (exact for constant frame rate; for variable frame rate the clip is re-timed
-    # to the average rate, and a window that starts at the first frame starts at 0 exactly).
-    start = 0.0 if window.start_frame == 0 else max(0.0, cut.time - window.cut_frame_in_clip / window.fps)
-    argv = cut_clip(result.path, out_mp4, start=start, frames=window.frames, fps=window.fps, settings=config.encoder)
+    window = plan_window(cut, result.frame_count, result.fps, config, path=result.path, usable=usable_span(result))
+    out = cut_clip(
+        result.path, out_mp4, start_frame=window.start_frame, frames=window.frames, fps=window.fps,
+        settings=config.encoder, threads=threads,
+    )
     info = probe(out_mp4)
+    if info.frame_count and info.frame_count != window.frames:
+        raise BadVideoError(out_mp4, "encode_failed", f"the clip has {info.frame_count} frames, {window.frames} were written")
     duration = window.frames / window.fps
     return ClipRecord(
         video=result.video,
         source=result.path,
         clip=str(out_mp4),
         status="ok",
-        start=seconds(start),
-        end=seconds(start + duration),
+        start=seconds(out.first_time),
+        end=seconds(out.first_time + duration),
         duration=seconds(duration),
         fps=window.fps,
         frames=window.frames,
@@ -230,14 +294,16 @@ def extract_clip(result: CutResult, out_mp4: str | Path, config: ClipConfig = Cl
         shortfall_after=window.shortfall_after,
         width=info.width,
         height=info.height,
-        ffmpeg_argv=argv,
+        ffmpeg_argv=out.argv,
+        start_frame=window.start_frame,
+        cut_frame=window.cut_frame,
     )
 
 
 def rejection(result: CutResult, config: ClipConfig) -> tuple[str, str] | None:
     """``(reason, detail)`` when no clip can be cut for ``result``; ``None`` otherwise."""
     try:
-        plan_window(first_cut(result), result.frame_count, result.fps, config, path=result.path)
+        plan_window(first_cut(result), result.frame_count, result.fps, config, path=result.path, usable=usable_span(result))
     except BadVideoError as exc:
         return exc.reason, exc.detail
     return None

@@ -168,6 +168,8 @@ class HsvCutDetector:
         self._previous: np.ndarray | None = None
         self.last_score: float | None = None
         self.last_components: Components | None = None
+        self.last_above = False
+        """Whether the last frame's score passed the threshold."""
 
     def score(self, hsv: np.ndarray) -> float | None:
         """Score of ``hsv`` (an 8-bit HSV frame) against the previous frame given to this method;
@@ -196,6 +198,7 @@ class HsvCutDetector:
             above = False
         else:
             above = score >= self.config.threshold if self.config.inclusive else score > self.config.threshold
+        self.last_above = above
         return self._filter(index, above)
 
     def post_process(self, last_index: int) -> list[int]:
@@ -216,6 +219,25 @@ class Cut:
     """``cut`` for the paper's detector; the robust detector also reports ``dissolve``/``fade``."""
     length: int = 1
     """Frames the transition spans (1 for a hard cut)."""
+
+
+@dataclass(frozen=True)
+class Blank:
+    """A black opening (``leader``) or closing (``tail``) of a video: frames ``start..end``
+    (inclusive) that are black, plus the fade or cut out of (into) them. Not a scene transition:
+    the robust detector records it here instead of in :attr:`CutResult.cuts`, and the clip cutter
+    keeps clips out of it."""
+
+    kind: str
+    """``leader`` (from the first frame) or ``tail`` (to the last frame)."""
+    start: int
+    end: int
+    time: float
+    """Presentation time of ``start`` (seconds)."""
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start + 1
 
 
 @dataclass
@@ -239,6 +261,13 @@ class CutResult:
     max_score: float = 0.0
     seconds: float = 0.0
     """Wall time of detection."""
+    blanks: list[Blank] = field(default_factory=list)
+    """Black leader and tail (robust mode; see :class:`Blank`)."""
+    dropped: list[Cut] = field(default_factory=list)
+    """Cuts the detector found and then dropped by rule before its first cut: the paper mode emits
+    no cut until ``min_scene_len`` frames have passed since the start and since the previous
+    above-threshold frame (PySceneDetect's rule). One entry per burst of above-threshold frames,
+    at its highest score."""
 
     @property
     def first_cut(self) -> Cut | None:
@@ -258,6 +287,8 @@ class CutResult:
         d = json.loads(Path(path).read_text())
         d.pop("first_cut", None)
         d["cuts"] = [Cut(**c) for c in d.get("cuts", [])]
+        d["blanks"] = [Blank(**b) for b in d.get("blanks", [])]
+        d["dropped"] = [Cut(**c) for c in d.get("dropped", [])]
         return cls(**d)
 
     @classmethod
@@ -270,11 +301,13 @@ def scan(
     config: CutConfig = CutConfig(),
     *,
     scores: list[float] | None = None,
+    dropped: list[Cut] | None = None,
 ) -> tuple[list[Cut], int, float]:
     """Run the detector over ``(index, time, bgr)`` frames.
 
     Returns ``(cuts, frames_seen, max_score)``; when ``scores`` is a list, each frame's score
-    (0.0 for the first) is appended to it.
+    (0.0 for the first) is appended to it; ``dropped`` gets the cuts the minimum scene length
+    drops before the first cut is emitted (see :attr:`CutResult.dropped`).
     """
     detector = HsvCutDetector(config)
     times: dict[int, float] = {}
@@ -291,6 +324,12 @@ def scan(
         max_score = max(max_score, s)
         if scores is not None:
             scores.append(s)
+        if dropped is not None and not cuts and not emitted and detector.last_above:
+            if dropped and dropped[-1].frame >= index - 2:
+                if s > dropped[-1].score:
+                    dropped[-1] = Cut(frame=index, time=seconds(t), score=round(s, 6))
+            else:
+                dropped.append(Cut(frame=index, time=seconds(t), score=round(s, 6)))
         cuts.extend(Cut(frame=i, time=seconds(times[i]), score=round(frame_scores[i], 6)) for i in emitted)
         # keep only what the merge filter can still look back at
         horizon = index - max(config.min_scene_len, 1) - 1
@@ -312,8 +351,10 @@ def detect_cuts(
     *,
     video: str | None = None,
     progress: bool = False,
+    threads: int = 0,
 ) -> CutResult:
-    """Detect cuts in one video with the paper's detector.
+    """Detect cuts in one video with the paper's detector (``threads``: decoder threads, 0 for one
+    per core).
 
     Raises :class:`BadVideoError` for unusable input (``missing_file``, ``unreadable``,
     ``no_video_stream``, ``decode_error``, ``zero_frames``, ``one_frame``).
@@ -323,12 +364,13 @@ def detect_cuts(
     bar = tqdm(total=info.frame_count or None, desc=f"cuts {Path(path).name}", unit="frame", disable=not progress, mininterval=1.0)
 
     def frames() -> Iterable[tuple[int, float, np.ndarray]]:
-        for f in iter_frames(path, width=config.width or None, resize=config.resize, interpolation="point"):
+        for f in iter_frames(path, width=config.width or None, resize=config.resize, interpolation="point", threads=threads):
             bar.update(1)
             yield f.index, f.time, f.image
 
+    dropped: list[Cut] = []
     try:
-        cuts, n, max_score = scan(frames(), config)
+        cuts, n, max_score = scan(frames(), config, dropped=dropped)
     finally:
         bar.close()
     if n == 0:
@@ -350,6 +392,7 @@ def detect_cuts(
         settings=settings_dict(config),
         max_score=round(max_score, 6),
         seconds=round(_time.perf_counter() - started, 3),
+        dropped=dropped,
     )
 
 
@@ -361,6 +404,7 @@ def detect(
     *,
     video: str | None = None,
     progress: bool = False,
+    threads: int = 0,
 ) -> CutResult:
     """Run the detector named by ``mode`` (see :data:`Mode`) on one video.
 
@@ -373,11 +417,12 @@ def detect(
         BadVideoError: unusable input (see :func:`detect_cuts`).
     """
     if mode == "paper":
-        return detect_cuts(path, paper, video=video, progress=progress)
+        return detect_cuts(path, paper, video=video, progress=progress, threads=threads)
     if mode == "robust":
         from tav_pipeline.transitions import RobustConfig, detect_transitions
 
-        return detect_transitions(path, robust if robust is not None else RobustConfig(), video=video, progress=progress)
+        config = robust if robust is not None else RobustConfig()
+        return detect_transitions(path, config, video=video, progress=progress, threads=threads)
     raise ConfigError("cuts.mode", f"unknown mode {mode!r}; expected one of {list(MODES)}")
 
 

@@ -77,7 +77,7 @@ VIDEOS: tuple[DemoVideo, ...] = (
     DemoVideo("demo_three_scenes", (("meadow", 5.0), ("bars", 4.0), ("pattern", 5.0)), "a mountain landscape with a lake at sunset", "clip"),
     DemoVideo("demo_early_cut", (("sunset", 2.0), ("fractal", 10.0)), "a chef cooks pasta in a kitchen with fresh vegetables", "clip"),
     DemoVideo("demo_late_cut", (("pattern", 10.0), ("meadow", 2.0)), "a football player scores a goal in a stadium", "clip"),
-    DemoVideo("demo_cut_first_second", (("rgb", 0.3), ("fractal", 9.0)), "a car drives along a highway past trucks", "no_cut"),
+    DemoVideo("demo_cut_first_second", (("rgb", 0.3), ("fractal", 9.0)), "a car drives along a highway past trucks", "cut_too_early"),
     DemoVideo("demo_cut_last_second", (("fractal", 9.0), ("bars", 0.3)), "a news anchor talks in a tv studio", "window_too_short"),
     DemoVideo("demo_no_cut", (("fractal", 8.0),), "waves on a beach under a cloudy sky", "no_cut"),
     DemoVideo("demo_flash", (("pattern", 8.0), ("meadow", 4.0)), "a tutorial showing how to use a laptop", "clip", special="flash"),

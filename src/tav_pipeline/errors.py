@@ -25,8 +25,8 @@ class BadVideoError(TavError):
     """A video cannot be used. ``reason`` is a short machine-readable tag for the rejects table.
 
     Reasons used across the pipeline: ``missing_file``, ``unreadable``, ``no_video_stream``,
-    ``zero_frames``, ``one_frame``, ``decode_error``, ``not_found_locally``,
-    ``download_failed:<kind>``, ``no_cut``, ``window_too_short``, ``encode_failed``,
+    ``zero_frames``, ``one_frame``, ``decode_error``, ``not_found_locally``, ``empty_file``,
+    ``download_failed:<kind>``, ``no_cut``, ``cut_too_early``, ``window_too_short``, ``encode_failed``,
     ``below_threshold`` / ``cut_not_redetected`` (validation), ``scene_too_short`` (keyframes),
     ``not_mp4`` / ``no_fps`` (Open-Sora-Plan export).
     """

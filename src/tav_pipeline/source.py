@@ -422,8 +422,8 @@ class FetchRecord:
     video_id: str
     status: Literal["ok", "failed"]
     reason: str = ""
-    """``""`` when ok; ``not_found_locally`` or ``download_failed:<kind>`` (kind in
-    :data:`FAILURE_KINDS`)."""
+    """``""`` when ok; ``not_found_locally``, ``empty_file`` (the local file is 0 bytes) or
+    ``download_failed:<kind>`` (kind in :data:`FAILURE_KINDS`)."""
     detail: str = ""
     """Human-readable detail (yt-dlp's message for a failed download)."""
     path: str = ""
@@ -663,6 +663,24 @@ def find_local(video_id: str, video: str, video_dir: str | Path) -> Path | None:
     return None
 
 
+def find_empty_local(video_id: str, video: str, video_dir: str | Path) -> Path | None:
+    """The first 0-byte file :func:`find_local` passed over (same names and extensions), or None:
+    a copy or download that never completed."""
+    if not str(video_dir):
+        return None
+    for name in dict.fromkeys([video_id, video]):
+        if "/" in name or "\\" in name or name in ("", ".", ".."):
+            continue
+        for ext in LOCAL_EXTENSIONS:
+            candidate = Path(video_dir) / f"{name}.{ext}"
+            try:
+                if candidate.is_file() and candidate.stat().st_size == 0:
+                    return candidate
+            except OSError:
+                continue
+    return None
+
+
 _VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".3gp", ".ts"}
 
 
@@ -732,6 +750,14 @@ def fetch_video(
     if local is not None:
         log.info("%s: using local file %s", video, local)
         return FetchRecord(**base, status="ok", path=str(local), source="local", section_start=0.0)
+    empty = find_empty_local(video_id, video, cfg.video_dir)
+    if empty is not None and not cfg.download:
+        log.warning("%s: %s is empty (0 bytes) and downloads are off", video, empty)
+        return FetchRecord(**base, status="failed", reason="empty_file", source="local",
+                           detail=f"{empty} is 0 bytes (an interrupted copy or download?); replace it with the video, "
+                                  "or delete it and set source.download: true")
+    if empty is not None:
+        log.warning("%s: %s is empty (0 bytes); downloading the video instead", video, empty)
     if not cfg.download:
         exts = ",".join(LOCAL_EXTENSIONS)
         where = f"no {video_id}.{{{exts}}} in {cfg.video_dir}" if cfg.video_dir else "no video_dir set"

@@ -20,6 +20,7 @@ from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, rejection
 from tav_pipeline.cuts import CutConfig, CutResult
 from tav_pipeline.errors import BadVideoError, MissingAssetError
 from tav_pipeline.records import read_json_object
+from tav_pipeline.threads import limit_threads
 from tav_pipeline.validation import ValidationConfig, ValidationRecord, validate_clip
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,13 @@ def cut_config(cuts: dict[str, Any]) -> CutConfig:
     return CutConfig.from_dict({k: v for k, v in cuts.items() if k not in ("mode", "robust")})
 
 
-def detect_cuts_step(fetched_json: str | Path, out_json: str | Path, cuts: dict[str, Any], video: str) -> CutResult:
-    """Rule ``detect_cuts``: one video's cut record (``status: rejected`` for unusable input)."""
+def detect_cuts_step(fetched_json: str | Path, out_json: str | Path, cuts: dict[str, Any], video: str, *, threads: int = 0) -> CutResult:
+    """Rule ``detect_cuts``: one video's cut record (``status: rejected`` for unusable input).
+    ``threads``: the rule's threads, the cap on every thread pool of the process (0: no cap)."""
     from tav_pipeline import cuts as cuts_module
 
+    if threads:
+        limit_threads(threads)
     fetched = json.loads(Path(fetched_json).read_text())
     path = fetched.get("path") or ""
     mode = cuts.get("mode", "paper")
@@ -43,9 +47,10 @@ def detect_cuts_step(fetched_json: str | Path, out_json: str | Path, cuts: dict[
     else:
         try:
             if mode == "paper":
-                result = cuts_module.detect_cuts(path, cut_config(cuts), video=video, progress=True)
+                result = cuts_module.detect_cuts(path, cut_config(cuts), video=video, progress=True, threads=threads)
             else:
-                result = cuts_module.detect(path, mode, cut_config(cuts), _robust_config(cuts), video=video, progress=True)
+                robust = _robust_config(cuts)
+                result = cuts_module.detect(path, mode, cut_config(cuts), robust, video=video, progress=True, threads=threads)
         except BadVideoError as exc:
             log.warning("rejected: %s", exc)
             result = CutResult.rejected(video, path, exc, detector=mode)
@@ -60,17 +65,22 @@ def _robust_config(cuts: dict[str, Any]) -> Any:
     return RobustConfig.from_dict(cuts.get("robust", {}))
 
 
-def extract_clip_step(cuts_json: str | Path, out_mp4: str | Path, out_json: str | Path, clips: dict[str, Any]) -> ClipRecord:
+def extract_clip_step(
+    cuts_json: str | Path, out_mp4: str | Path, out_json: str | Path, clips: dict[str, Any], *, threads: int = 0
+) -> ClipRecord:
     """Rule ``extract_clip``: the clip around the first cut and its sidecar.
 
     A clip that cannot be cut (:class:`BadVideoError`: ``no_cut``, ``window_too_short``,
     ``encode_failed``, a source that no longer decodes) gets a sidecar with ``status: rejected``
     and the reason, and ``out_mp4`` becomes an empty placeholder (the rule's declared output);
-    nothing downstream reads it, since only validated clips go on.
+    nothing downstream reads it, since only validated clips go on. ``threads``: the rule's threads
+    (decoder, encoder and every pool of the process; 0: no cap).
     """
+    if threads:
+        limit_threads(threads)
     result = CutResult.read(cuts_json)
     try:
-        record = extract_clip(result, out_mp4, ClipConfig.from_dict(clips))
+        record = extract_clip(result, out_mp4, ClipConfig.from_dict(clips), threads=threads)
     except BadVideoError as exc:
         log.warning("rejected: %s", exc)
         record = ClipRecord.rejected(result.video, result.path, exc)
@@ -84,10 +94,17 @@ def extract_clip_step(cuts_json: str | Path, out_mp4: str | Path, out_json: str 
     return record
 
 
-def validate_clip_step(clip_json: str | Path, out_json: str | Path, validation: dict[str, Any], cuts: dict[str, Any]) -> ValidationRecord:
-    """Rule ``validate_clip``: never raises for a bad clip (see :func:`validate_clip`)."""
+def validate_clip_step(
+    clip_json: str | Path, out_json: str | Path, validation: dict[str, Any], cuts: dict[str, Any], *, threads: int = 0
+) -> ValidationRecord:
+    """Rule ``validate_clip``: never raises for a bad clip (see :func:`validate_clip`). ``threads``:
+    the rule's threads (0: no cap)."""
+    if threads:
+        limit_threads(threads)
     record = ClipRecord.read(clip_json)
-    out = validate_clip(record, ValidationConfig.from_dict(validation), cut_config(cuts))
+    mode = cuts.get("mode", "paper")
+    robust = _robust_config(cuts) if mode == "robust" else None
+    out = validate_clip(record, ValidationConfig.from_dict(validation), cut_config(cuts), detector=mode, robust=robust, threads=threads)
     out.write(out_json)
     log.info("%s: passed=%s max_diff=%.2f at frame %d %s", out.video, out.passed, out.max_diff, out.max_diff_frame, out.reason)
     return out
@@ -166,7 +183,7 @@ def collect_rejects(
 
 
 def _is_fetch_reason(reason: str) -> bool:
-    return reason.startswith("download_failed") or reason == "not_found_locally"
+    return reason.startswith("download_failed") or reason in ("not_found_locally", "empty_file")
 
 
 def fetch_metadata_step(out_csv: str | Path, url: str) -> None:

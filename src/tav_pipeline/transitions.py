@@ -33,7 +33,10 @@ thumbnail (TransNetV2's input size). Then, per chunk of frames:
    default).
 
 A transition is reported once, at its first new frame (cuts) or its midpoint (dissolves and fades),
-with its kind and length. Cuts in the first and last frames are kept.
+with its kind and length. Cuts in the first and last frames are kept. A black leader (black frames
+from the first frame, with the cut or fade-in out of them) and a black tail are not scene
+transitions: they are recorded as :class:`~tav_pipeline.cuts.Blank` spans instead (a trailer's
+opening black frame would otherwise be its "first cut").
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tav_pipeline.config import check_keys
-from tav_pipeline.cuts import Cut, CutResult, settings_dict
+from tav_pipeline.cuts import Blank, Cut, CutResult, settings_dict
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
 from tav_pipeline.video import Resize, iter_frames, probe, seconds
 
@@ -59,6 +62,15 @@ log = logging.getLogger(__name__)
 
 THUMB = (48, 27)
 """Thumbnail size (width, height): TransNetV2's input."""
+
+DIM = 0.9
+"""A frame of a fade-in (fade-out) at a video's end is part of the leader (tail) while its
+brightness is below this fraction of the picture's: the fade's last steps are picture."""
+
+MODEL_THREADS = 1
+"""Torch intra-op threads for the model's windows (see :meth:`Verifier.predict`). On a 2-core
+machine with one core taken by another process, a 32-frame window took 0.42 s with one thread and
+1.27 s with two (spinning at OpenMP barriers)."""
 
 
 @dataclass(frozen=True)
@@ -364,6 +376,8 @@ class Verifier:
         repeats of the edge frame, as TransNetV2 pads a whole video)."""
         import torch
 
+        from tav_pipeline.threads import torch_threads
+
         if self._model is None:
             self._model = load_model(self._device)
         cfg = self.config
@@ -374,7 +388,9 @@ class Verifier:
         for begin in range(first, last + 1, core):
             idx = np.clip(np.arange(begin - cfg.context, begin - cfg.context + cfg.window), 0, n - 1)
             batch = torch.from_numpy(np.ascontiguousarray(thumbs[idx])[None]).to(self._model.device)
-            with torch.inference_mode():
+            # One intra-op thread: a 32-frame window of 48x27 thumbnails is too small for threads to
+            # pay, and OpenMP threads spin at barriers when another process holds a core.
+            with torch.inference_mode(), torch_threads(MODEL_THREADS):
                 one, everything = self._model.predict_raw(batch)
             self.windows += 1
             used = slice(cfg.context, cfg.context + min(core, last + 1 - begin))
@@ -393,6 +409,8 @@ class Analyzer:
     def __init__(self, config: RobustConfig, verifier: Verifier) -> None:
         self.config = config
         self.verifier = verifier
+        self.blanks: list[Event] = []
+        """The leader and tail found by the last :meth:`run` (absolute frames)."""
 
     def run(self, feats: Features, *, video_start: bool, video_end: bool) -> list[Event]:
         """All transitions in ``feats``; ``video_start``/``video_end`` say whether its first/last
@@ -439,6 +457,42 @@ class Analyzer:
             log.debug("model on %s %d-%d: %s", what, self._base + a, self._base + b, found)
             if found is not None:
                 events.append(found)
+        return self._blank_ends(v, events)
+
+    # -- leader and tail -------------------------------------------------------------------
+
+    def _blank_ends(self, v: np.ndarray, events: list[Event]) -> list[Event]:
+        """Move the black leader and tail out of ``events`` into :attr:`blanks`.
+
+        A leader is the run of black frames (``v <= black_level``) that starts at the video's first
+        frame, together with every transition that starts inside it or on the frame after it (the
+        cut or fade-in out of the black). A tail is the same at the video's end. Black runs that do
+        not touch an end are fades or cuts through black between two shots, and stay transitions.
+        """
+        cfg = self.config
+        n, base = len(v), self._base
+        self.blanks = []
+        black = v <= cfg.black_level
+        if self._first_is_video_start and black[0]:
+            end = base + (int(np.argmin(black)) - 1 if not black.all() else n - 1)
+            kept = []
+            for ev in sorted(events, key=lambda e: e.start):
+                if ev.start <= end + 1:
+                    end = max(end, ev.start - 1 if ev.kind == "cut" else self._ramp_end(v, end, ev.end))
+                else:
+                    kept.append(ev)
+            events = kept
+            self.blanks.append(Event(base, "leader", base, end, 0.0))
+        if self._last_is_video_end and black[-1] and not (self._first_is_video_start and black.all()):
+            start = base + (n - int(np.argmin(black[::-1])) if not black.all() else 0)
+            kept = []
+            for ev in sorted(events, key=lambda e: -e.end):
+                if ev.end >= start - 1:
+                    start = min(start, ev.start if ev.kind == "cut" else self._ramp_start(v, ev.start, start))
+                else:
+                    kept.append(ev)
+            events = kept
+            self.blanks.append(Event(start, "tail", start, base + n - 1, 0.0))
         return events
 
     # -- fades -----------------------------------------------------------------------------
@@ -481,6 +535,22 @@ class Analyzer:
             drop = float(max(v[first], v[last]) - v[k0 : k1 + 1].min())
             out.append(self._event("fade", first, last, drop))
         return out
+
+    def _ramp_end(self, v: np.ndarray, black_end: int, fade_end: int) -> int:
+        """Last frame (absolute) of a fade-in from black that is still dim: below
+        :data:`DIM` of the brightness the fade reaches (frames ``black_end+1..fade_end``)."""
+        b, e = black_end - self._base, fade_end - self._base
+        full = float(v[min(e + 1, len(v) - 1)])
+        dim = [k for k in range(b + 1, e + 1) if v[k] < DIM * full]
+        return self._base + (max(dim) if dim else b)
+
+    def _ramp_start(self, v: np.ndarray, fade_start: int, black_start: int) -> int:
+        """First frame (absolute) of a fade-out to black that is already dim (see
+        :meth:`_ramp_end`)."""
+        f, b = fade_start - self._base, black_start - self._base
+        full = float(v[max(f - 1, 0)])
+        dim = [k for k in range(f, b) if v[k] < DIM * full]
+        return self._base + (min(dim) if dim else b)
 
     # -- spikes ----------------------------------------------------------------------------
 
@@ -612,19 +682,25 @@ def scan_transitions(
     *,
     scores: list[float] | None = None,
     stats: dict[str, int] | None = None,
+    blanks: list[Blank] | None = None,
 ) -> tuple[list[Cut], int, float]:
     """Run the robust detector over ``(index, time, bgr)`` frames (256 wide).
 
     Returns ``(transitions, frames_seen, max_paper_score)``. ``scores`` collects the paper score of
-    every frame; ``stats`` gets ``model_windows`` (how many 32-frame windows the model ran on).
+    every frame; ``stats`` gets ``model_windows`` (how many 32-frame windows the model ran on);
+    ``blanks`` gets the black leader and tail (:class:`~tav_pipeline.cuts.Blank`), which are not
+    among the transitions.
     """
     verifier = Verifier(config)
     analyzer = Analyzer(config, verifier)
     found: dict[int, Cut] = {}
+    ends: dict[str, Blank] = {}
     seen = 0
     max_score = 0.0
     for feats, at_start, at_end, own_from, own_to in _chunks(frames, config):
         events = analyzer.run(feats, video_start=at_start, video_end=at_end)
+        for b in analyzer.blanks:
+            ends[b.kind] = Blank(kind=b.kind, start=b.start, end=b.end, time=seconds(feats.times[b.start - feats.start]))
         lo = own_from - feats.start
         hi = own_to - feats.start
         block = feats.score[lo:hi]
@@ -641,9 +717,16 @@ def scan_transitions(
                     kind=ev.kind,
                     length=ev.end - ev.start + 1,
                 )
+    # A chunk that sees only part of a long leader or tail may report its edge as a transition.
+    if "leader" in ends:
+        found = {f: c for f, c in found.items() if f > ends["leader"].end + 1}
+    if "tail" in ends:
+        found = {f: c for f, c in found.items() if f < ends["tail"].start - 1}
     cuts = _merge(sorted(found.values(), key=lambda c: c.frame))
     if stats is not None:
         stats["model_windows"] = verifier.windows
+    if blanks is not None:
+        blanks.extend(ends[k] for k in ("leader", "tail") if k in ends)
     return cuts, seen, max_score
 
 
@@ -669,12 +752,15 @@ def detect_transitions(
     *,
     video: str | None = None,
     progress: bool = False,
+    threads: int = 0,
 ) -> CutResult:
     """Detect cuts, dissolves and fades in one video with the robust detector.
 
     Returns a :class:`~tav_pipeline.cuts.CutResult` with ``detector="robust"``; each
     :class:`~tav_pipeline.cuts.Cut` has ``kind`` (``cut``, ``dissolve`` or ``fade``) and
     ``length`` (frames), and ``frame``/``time`` at the first new frame (cuts) or the midpoint.
+    A black leader or tail is not a transition: it goes to ``blanks``. ``threads`` caps the
+    decoder's threads (0: one per core); the model always runs on one torch thread.
 
     Raises:
         BadVideoError: ``missing_file``, ``unreadable``, ``no_video_stream``, ``decode_error``,
@@ -686,13 +772,14 @@ def detect_transitions(
     bar = tqdm(total=info.frame_count or None, desc=f"transitions {Path(path).name}", unit="frame", disable=not progress, mininterval=1.0)
 
     def frames() -> Iterator[tuple[int, float, np.ndarray]]:
-        for f in iter_frames(path, width=config.width or None, resize=config.resize):
+        for f in iter_frames(path, width=config.width or None, resize=config.resize, threads=threads):
             bar.update(1)
             yield f.index, f.time, f.image
 
     stats: dict[str, int] = {}
+    blanks: list[Blank] = []
     try:
-        cuts, n, max_score = scan_transitions(frames(), config, stats=stats)
+        cuts, n, max_score = scan_transitions(frames(), config, stats=stats, blanks=blanks)
     finally:
         bar.close()
     if n == 0:
@@ -716,4 +803,5 @@ def detect_transitions(
         settings=settings,
         max_score=round(max_score, 6),
         seconds=round(_time.perf_counter() - started, 3),
+        blanks=blanks,
     )

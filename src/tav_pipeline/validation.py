@@ -6,8 +6,8 @@ The largest value and where it occurred are always recorded, so the threshold ca
 afterwards: real trailer cuts often score only 39-45 on this rule, and such clips are rejected
 although they hold a clean cut.
 
-``strict`` goes beyond the paper: re-run the configured cut detector on the clip and require a
-transition within ``tolerance_frames`` of where the sidecar says the cut is.
+``strict`` goes beyond the paper: re-run the configured cut detector (``cuts.mode``) on the clip
+and require a transition within ``tolerance_frames`` of where the sidecar says the cut is.
 """
 
 from __future__ import annotations
@@ -15,15 +15,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import cv2
 
 from tav_pipeline.clips import ClipRecord
 from tav_pipeline.config import check_keys
-from tav_pipeline.cuts import CutConfig, CutResult, detect_cuts
+from tav_pipeline.cuts import CutConfig, CutResult, detect
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import iter_frames
+
+if TYPE_CHECKING:
+    from tav_pipeline.transitions import RobustConfig
 
 Mode = Literal["paper", "strict"]
 
@@ -78,11 +81,11 @@ class ValidationRecord:
         return cls(**json.loads(Path(path).read_text()))
 
 
-def max_frame_difference(path: str | Path) -> tuple[float, int]:
+def max_frame_difference(path: str | Path, *, threads: int = 0) -> tuple[float, int]:
     """The paper's statistic: ``max_t mean(absdiff(frame_t, frame_{t-1}))`` over BGR frames at full
     size, and the ``t`` where it occurs. Raises :class:`BadVideoError` for fewer than 2 frames."""
     best, where, previous, n = -1.0, -1, None, 0
-    for frame in iter_frames(path, pixel_format="bgr24"):
+    for frame in iter_frames(path, pixel_format="bgr24", threads=threads):
         if previous is not None:
             value = float(sum(cv2.mean(cv2.absdiff(previous, frame.image))[:3]) / 3.0)
             if value > best:
@@ -117,13 +120,30 @@ def failed_validation(record: ClipRecord, config: ValidationConfig, reason: str,
     )
 
 
-def validate_clip(record: ClipRecord, config: ValidationConfig, cut_config: CutConfig = CutConfig()) -> ValidationRecord:
+def validate_clip(
+    record: ClipRecord,
+    config: ValidationConfig,
+    cut_config: CutConfig = CutConfig(),
+    *,
+    detector: str = "paper",
+    robust: RobustConfig | None = None,
+    threads: int = 0,
+) -> ValidationRecord:
     """Validate one clip. Never raises for a bad clip: a clip whose sidecar is not ``ok`` fails
-    with :data:`CLIP_REJECTED`, one that cannot be decoded with the decoding reason."""
+    with :data:`CLIP_REJECTED`, one that cannot be decoded with the decoding reason.
+
+    Arguments:
+        record: the clip's sidecar.
+        config: validation settings.
+        cut_config: the paper detector's settings (``strict`` with ``detector="paper"``).
+        detector: ``strict`` re-runs this detector mode (``cuts.mode``: ``paper`` or ``robust``).
+        robust: the robust detector's settings (its defaults when ``None``).
+        threads: decoder threads (0: one per core).
+    """
     if record.status != "ok":
         return failed_validation(record, config, CLIP_REJECTED, f"{record.reason}: {record.detail}".strip(": "))
     try:
-        best, where = max_frame_difference(record.clip)
+        best, where = max_frame_difference(record.clip, threads=threads)
     except BadVideoError as exc:
         return failed_validation(record, config, exc.reason, exc.detail)
     paper_ok = best > config.threshold
@@ -140,7 +160,7 @@ def validate_clip(record: ClipRecord, config: ValidationConfig, cut_config: CutC
     )
     if config.mode == "strict":
         try:
-            found: CutResult = detect_cuts(record.clip, cut_config, video=record.video)
+            found: CutResult = detect(record.clip, detector, cut_config, robust, video=record.video, threads=threads)
         except BadVideoError as exc:
             return failed_validation(record, config, exc.reason, exc.detail)
         frames = [c.frame for c in found.cuts]
@@ -148,6 +168,14 @@ def validate_clip(record: ClipRecord, config: ValidationConfig, cut_config: CutC
         out.passed = any(abs(f - record.cut_frame_in_clip) <= config.tolerance_frames for f in frames)
         if not out.passed:
             out.reason = "cut_not_redetected"
+            out.detail = (
+                f"the {detector} detector, re-run on the clip, finds transitions at clip frames {frames or 'none'}; "
+                f"the sidecar puts the cut at frame {record.cut_frame_in_clip} (tolerance {config.tolerance_frames} frames)"
+            )
     elif not paper_ok:
         out.reason = "below_threshold"
+        out.detail = (
+            f"the largest mean BGR change between consecutive frames is {best:.1f} (clip frame {where}); the paper's "
+            f"rule needs more than {config.threshold} (validation.threshold); validation.mode: strict checks the cut itself"
+        )
     return out

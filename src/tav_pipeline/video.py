@@ -1,9 +1,15 @@
 """Everything that decodes video or calls ffmpeg.
 
-Decoding goes through PyAV (libav* in-process, one pass, frame threading); encoding and cutting go
-through the ffmpeg binary with an argv list built by ffmpeg-python (never a shell string, so file
-names with spaces or quotes are safe). Every failure is raised as :class:`BadVideoError` with a
-reason tag for the rejects table.
+Decoding goes through PyAV (libav* in-process, one pass, frame threading); encoding goes through
+the ffmpeg binary with an argv list built by ffmpeg-python (never a shell string, so file names with
+spaces or quotes are safe). Frames are numbered in decode order from the start of the file, the
+same way everywhere: the detectors' frame numbers, the clip cutter's window and the validator's
+frames all come from :func:`iter_frames`'s counting, never from timestamps (which some containers
+get wrong: an AVI with packed B-frames shifts every presentation time by one frame). Every failure
+is raised as :class:`BadVideoError` with a reason tag for the rejects table.
+
+Threads: every function that decodes or encodes takes ``threads`` (0: the library's default, all
+cores; N: at most N threads), so a workflow job uses no more cores than its rule declares.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import logging
 import math
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -149,7 +156,7 @@ def iter_frames(
     resize: Resize = "decoder",
     interpolation: Interpolation = "bilinear",
     pixel_format: Literal["bgr24", "rgb24"] = "bgr24",
-    threads: bool = True,
+    threads: int = 0,
 ) -> Iterator[Frame]:
     """Decode every frame of the first video stream once, in order.
 
@@ -160,7 +167,7 @@ def iter_frames(
         resize: see :data:`Resize`.
         interpolation: see :data:`Interpolation` (``decoder`` resizing only).
         pixel_format: layout of :attr:`Frame.image`.
-        threads: let libavcodec decode with frame threads.
+        threads: decoder threads (0: libavcodec's default, one per core; 1: no threading).
 
     Raises:
         BadVideoError: ``missing_file``, ``unreadable``, ``no_video_stream``, or ``decode_error``
@@ -170,8 +177,7 @@ def iter_frames(
     container = _open(path)
     try:
         stream = _video_stream(container, path)
-        if threads:
-            stream.thread_type = "AUTO"
+        _set_threads(stream, threads)
         offset = _start_offset(container, stream)
         # One reformatter per file keeps its SwsContext (filter tables, threads) between frames;
         # to_ndarray(width=...) builds a new one per frame, which costs more than the scaling.
@@ -209,12 +215,20 @@ def iter_frames(
         container.close()
 
 
-def count_frames(path: str | Path) -> int:
+def _set_threads(stream: Any, threads: int) -> None:
+    """Decode ``stream`` with ``threads`` threads (0: libavcodec's default, one per core)."""
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = int(threads)
+
+
+def count_frames(path: str | Path, *, threads: int = 0) -> int:
     """Decode (without pixel conversion) and count the frames of the first video stream."""
     container = _open(path)
     try:
         stream = _video_stream(container, path)
-        stream.thread_type = "AUTO"
+        _set_threads(stream, threads)
         n = 0
         try:
             for _ in container.decode(stream):
@@ -227,13 +241,15 @@ def count_frames(path: str | Path) -> int:
         container.close()
 
 
-def frames_at(path: str | Path, indices: Sequence[int], *, pixel_format: Literal["bgr24", "rgb24"] = "rgb24") -> list[np.ndarray]:
+def frames_at(
+    path: str | Path, indices: Sequence[int], *, pixel_format: Literal["bgr24", "rgb24"] = "rgb24", threads: int = 0
+) -> list[np.ndarray]:
     """The full-size frames at the given 0-based decode indices, decoding the file once."""
     wanted = sorted(set(int(i) for i in indices))
     found: dict[int, np.ndarray] = {}
     if not wanted:
         return []
-    for frame in iter_frames(path, pixel_format=pixel_format):
+    for frame in iter_frames(path, pixel_format=pixel_format, threads=threads):
         if frame.index in wanted:
             found[frame.index] = frame.image
             if len(found) == len(wanted):
@@ -262,63 +278,155 @@ class EncodeSettings:
     acodec: str = "aac"
 
 
+@dataclass(frozen=True)
+class CutOutput:
+    """What :func:`cut_clip` wrote."""
+
+    argv: list[str]
+    """The ffmpeg command that encoded the clip (its video comes from a pipe)."""
+    first_time: float
+    """Presentation time of the clip's first frame in the source (seconds from the file's start,
+    as :attr:`Frame.time`); the audio is taken from there."""
+    frames: int
+    """Frames written (always the number asked for)."""
+
+
+def _plane(frame: av.VideoFrame, k: int, width: int, height: int) -> bytes:
+    """Plane ``k`` of a decoded frame without its line padding, cropped to ``width x height``."""
+    plane = frame.planes[k]
+    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    return np.ascontiguousarray(rows[:height, :width]).tobytes()
+
+
 def cut_clip(
     src: str | Path,
     dst: str | Path,
     *,
-    start: float,
+    start_frame: int,
     frames: int,
     fps: float,
     settings: EncodeSettings = EncodeSettings(),
-) -> list[str]:
-    """Re-encode ``frames`` frames of ``src`` starting at the frame shown at ``start`` seconds.
+    threads: int = 0,
+) -> CutOutput:
+    """Re-encode the decoded frames ``start_frame .. start_frame + frames - 1`` of ``src``.
 
-    Seeking is frame-accurate (input ``-ss`` with decoding, then ``-frames:v``); the output keeps
-    the input frame rate; odd frame sizes are cropped by one pixel to suit 4:2:0 chroma.
-    Returns the argv that ran. Raises :class:`BadVideoError` (``encode_failed``) with ffmpeg's last
-    lines when ffmpeg fails.
+    The frames are chosen by their decode index (the numbering of :func:`iter_frames`, which the
+    detectors use), decoded here with PyAV and piped to ffmpeg unchanged (converted to 4:2:0 when
+    the source is not, odd sizes cropped by one pixel at the right/bottom), so the clip holds exactly
+    those frames, in order, none dropped or repeated, whatever the container's timestamps say. The
+    clip runs at ``fps`` (constant; a variable-frame-rate source is re-timed). The audio, if any, is
+    cut by time from the first frame's presentation time for ``frames / fps`` seconds.
+
+    Arguments:
+        src: source video.
+        dst: the mp4 to write (parents are created).
+        start_frame: decode index of the clip's first frame.
+        frames: how many frames.
+        fps: the clip's frame rate (the source's average rate).
+        settings: encoder settings.
+        threads: at most this many decoder threads and encoder threads (0: the libraries'
+            defaults, one per core).
+
+    Raises:
+        BadVideoError: ``window_too_short`` (``frames <= 0``), ``decode_error`` (the source no
+            longer decodes to the end of the window), ``encode_failed`` (ffmpeg's last lines).
     """
     import ffmpeg  # ffmpeg-python: builds the argv, we run it ourselves
 
     if frames <= 0:
         raise BadVideoError(src, "window_too_short", f"{frames} frames requested")
-    # Start a quarter frame early so float rounding can never skip the first wanted frame.
-    ss = max(0.0, start - 0.25 / fps) if fps > 0 else max(0.0, start)
-    duration = frames / fps if fps > 0 else None
-    inp = ffmpeg.input(str(src), ss=f"{ss:.6f}")
-    video = inp.video.filter("crop", "trunc(iw/2)*2", "trunc(ih/2)*2")
-    streams = [video]
-    info = probe(src)
+    if fps <= 0:
+        raise BadVideoError(src, "window_too_short", "unknown frame rate")
+    rate = Fraction(fps).limit_denominator(100000)
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
+    container = _open(src)
+    proc: subprocess.Popen[bytes] | None = None
+    argv: list[str] = []
+    written = 0
+    first_time = 0.0
+    err = tempfile.TemporaryFile()
+    try:
+        stream = _video_stream(container, src)
+        _set_threads(stream, threads)
+        offset = _start_offset(container, stream)
+        has_audio = bool(container.streams.audio)
+        reformatter = VideoReformatter()
+        index = -1
+        try:
+            for frame in container.decode(stream):
+                index += 1
+                if index < start_frame:
+                    continue
+                if proc is None:
+                    first_time = (float(frame.time) - offset) if frame.time is not None else index / fps
+                    w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
+                    argv = _encode_argv(ffmpeg, src, dst, (w, h), rate, max(0.0, first_time), frames, has_audio, settings, threads)
+                    log.debug("running %s", argv)
+                    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+                    assert proc.stdin is not None
+                yuv = frame if frame.format.name == "yuv420p" else reformatter.reformat(frame, format="yuv420p", threads=1)
+                assert proc.stdin is not None
+                proc.stdin.write(_plane(yuv, 0, w, h) + _plane(yuv, 1, w // 2, h // 2) + _plane(yuv, 2, w // 2, h // 2))
+                written += 1
+                if written == frames:
+                    break
+        except BrokenPipeError:
+            pass  # ffmpeg stopped: its exit status and stderr say why
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.warning("%s: decoding stopped after %d frames: %s", src, index, exc)
+    finally:
+        container.close()
+        if proc is not None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
+    if proc is None:
+        err.close()
+        raise BadVideoError(src, "decode_error", f"the source decoded to {index + 1} frames; the clip starts at frame {start_frame}")
+    code = proc.wait()
+    err.seek(0)
+    tail = " | ".join(err.read().decode(errors="replace").strip().splitlines()[-5:])
+    err.close()
+    if code != 0:
+        Path(dst).unlink(missing_ok=True)
+        raise BadVideoError(src, "encode_failed", tail[:400] or f"ffmpeg exited with status {code}")
+    if written < frames:
+        Path(dst).unlink(missing_ok=True)
+        raise BadVideoError(
+            src, "decode_error",
+            f"the source decoded only to frame {start_frame + written - 1}; the clip needs frames {start_frame}-{start_frame + frames - 1}",
+        )
+    return CutOutput(argv=argv, first_time=first_time, frames=written)
+
+
+def _encode_argv(
+    ffmpeg: Any, src: str | Path, dst: str | Path, size: tuple[int, int], rate: Fraction, audio_from: float,
+    frames: int, has_audio: bool, settings: EncodeSettings, threads: int,
+) -> list[str]:
+    """ffmpeg's argv for :func:`cut_clip`: raw 4:2:0 video on stdin, the audio from ``src``."""
+    video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="yuv420p", s=f"{size[0]}x{size[1]}", framerate=str(rate))
+    streams = [video.video]
     out_kwargs: dict[str, Any] = {
         "vcodec": settings.vcodec,
         "crf": settings.crf,
         "preset": settings.preset,
         "pix_fmt": settings.pix_fmt,
         "frames:v": frames,
-        "r": str(Fraction(fps).limit_denominator(100000)) if fps > 0 else None,
+        "threads": threads,
         "movflags": "+faststart",
         "map_metadata": -1,
     }
-    if info.has_audio:
-        streams.append(inp.audio)
+    if has_audio:
+        audio = ffmpeg.input(str(src), ss=f"{audio_from:.6f}", t=f"{frames / float(rate):.6f}", threads=1)
+        streams.append(audio.audio)
         out_kwargs["acodec"] = settings.acodec
-        if duration is not None:
-            out_kwargs["t"] = f"{duration:.6f}"
-    out_kwargs = {k: v for k, v in out_kwargs.items() if v is not None}
-    Path(dst).parent.mkdir(parents=True, exist_ok=True)
-    argv = (
+    return list(
         ffmpeg.output(*streams, str(dst), **out_kwargs)
-        .global_args("-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "0")
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
         .overwrite_output()
         .compile(cmd=ffmpeg_binary())
     )
-    log.debug("running %s", argv)
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        Path(dst).unlink(missing_ok=True)
-        tail = " | ".join(proc.stderr.strip().splitlines()[-5:])
-        raise BadVideoError(src, "encode_failed", tail[:400])
-    return list(argv)
 
 
 def encode_frames(
