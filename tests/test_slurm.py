@@ -280,7 +280,8 @@ def runs(cluster: Path, rules: list[dict[str, Any]], demo_workdir: Path, tmp_pat
 
     slurm = base / "slurm"
     shutil.copytree(local, slurm, symlinks=True)
-    video = sorted(p.stem for p in (slurm / "results" / "clips").glob("*.json"))[0]
+    # a video whose clip passed validation, so that captioning, tav.json and training follow it
+    video = sorted(item["video"] for item in json.loads((slurm / "results" / "tav.json").read_text())["items"])[0]
     started = time.time()
     run(
         SNAKEMAKE + ["--profile", "profiles/demo", "--profile", "profiles/slurm",
