@@ -6,6 +6,7 @@ rule extract_keyframes:
     input:
         clip=R("clips/{video}.mp4"),
         meta=R("clips/{video}.json"),
+        validation=R("validation/{video}.json"),
     output:
         frames=directory(R("keyframes/{video}")),  # scene1.png, scene2.png; empty when rejected
         meta=R("keyframes/{video}.json"),
@@ -22,8 +23,8 @@ rule extract_keyframes:
 rule caption_scenes:
     input:
         model=caption_model(),
-        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), validated_videos()),
-        validation=lambda wc: per_video(R("validation/{video}.json"), validated_videos()),
+        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), clip_videos()),
+        validation=lambda wc: per_video(R("validation/{video}.json"), clip_videos()),
     output:
         R("captions.jsonl"),
     params:

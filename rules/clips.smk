@@ -22,8 +22,11 @@ rule extract_clip:
         "../scripts/extract_clip.py"
 
 
-# A checkpoint: only clips that pass get keyframes and captions (validated_videos in common.smk).
-checkpoint validate_clip:
+# Only clips that pass get keyframes and captions: extract_keyframes reads this record and takes no
+# frame from a clip that failed. (Not a checkpoint: a second checkpoint level under detect_cuts
+# made Snakemake 9.27 drop the keyframe, caption and dataset jobs of a video rerun after a change
+# while still rerunning the training downstream of them.)
+rule validate_clip:
     input:
         clip=R("clips/{video}.mp4"),
         meta=R("clips/{video}.json"),
@@ -47,7 +50,7 @@ rule collect_rejects:
         cuts=lambda wc: per_video(R("cuts/{video}.json"), sampled_videos()),
         clips=lambda wc: per_video(R("clips/{video}.json"), clip_videos()),
         validation=lambda wc: per_video(R("validation/{video}.json"), clip_videos()),
-        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), validated_videos()),
+        keyframes=lambda wc: per_video(R("keyframes/{video}.json"), clip_videos()),
     output:
         rejects=report(R("rejects.csv"), caption="report/rejects.rst", category="Data"),
         failures=R("fetch_failures.csv"),

@@ -12,7 +12,6 @@ from tav_pipeline.metrics.vbench import VBenchConfig, weight_paths, weight_sourc
 from tav_pipeline.source import KEY_PATTERN, video_settings
 from tav_pipeline.tables import TablesConfig
 from tav_pipeline.train import targets as TT
-from tav_pipeline.validation import ValidationRecord
 
 
 validate(config, schema="schemas/config.schema.yaml")
@@ -84,16 +83,6 @@ def clip_videos(wildcards=None):
         if rejection(result, clip_config) is None:
             keep.append(video)
     return keep
-
-
-def validated_videos(wildcards=None):
-    """Videos whose clip passed validation (reads every validate_clip checkpoint): only these get
-    keyframes and captions."""
-    return [
-        video
-        for video in clip_videos()
-        if ValidationRecord.read(checkpoints.validate_clip.get(video=video).output[0]).passed
-    ]
 
 
 def per_video(pattern, videos):

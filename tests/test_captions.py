@@ -405,15 +405,25 @@ def test_extract_keyframes_step_writes_a_reject_instead_of_raising(
 ) -> None:
     from tav_pipeline import steps
 
+    from tav_pipeline.validation import ValidationRecord
+
     clip, sidecar = two_scene_clip
     sidecar_json = tmp_path / "clip.json"
     sidecar_json.write_text(json.dumps(sidecar))
-    good = steps.extract_keyframes_step(clip, sidecar_json, {}, tmp_path / "ok", tmp_path / "ok.json")
+    passed, failed = tmp_path / "passed.json", tmp_path / "failed.json"
+    ValidationRecord("vid_a", str(clip), "paper", True, 80.0, 12, 50.0, True).write(passed)
+    ValidationRecord("vid_a", str(clip), "paper", False, 30.0, 12, 50.0, False, reason="below_threshold").write(failed)
+    good = steps.extract_keyframes_step(clip, sidecar_json, passed, {}, tmp_path / "ok", tmp_path / "ok.json")
     assert good["status"] == "ok" and sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["scene1.png", "scene2.png"]
+
+    # a clip that failed validation gets no keyframe
+    skipped = steps.extract_keyframes_step(clip, sidecar_json, failed, {}, tmp_path / "skip", tmp_path / "skip.json")
+    assert skipped["status"] == "rejected" and skipped["reason"] == "validation_failed"
+    assert "below_threshold" in skipped["detail"] and list((tmp_path / "skip").iterdir()) == []
 
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(clip.read_bytes()[:800])  # the clip no longer decodes
-    bad = steps.extract_keyframes_step(broken, sidecar_json, {}, tmp_path / "bad", tmp_path / "bad.json")
+    bad = steps.extract_keyframes_step(broken, sidecar_json, passed, {}, tmp_path / "bad", tmp_path / "bad.json")
     assert bad["status"] == "rejected" and bad["reason"] == "unreadable"
     assert json.loads((tmp_path / "bad.json").read_text()) == bad
     assert list((tmp_path / "bad").iterdir()) == []

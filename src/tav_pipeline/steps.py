@@ -136,8 +136,9 @@ def collect_rejects(
         failures_csv: destination of the download failures.
         sidecars: ``clips/{video}.json`` of the videos that got a clip (``status: rejected`` when
             cutting failed).
-        keyframes: ``keyframes/{video}.json`` of the validated videos (``status: rejected`` when
-            keyframe extraction failed).
+        keyframes: ``keyframes/{video}.json`` of the videos that got a clip (``status: rejected``
+            when validation or keyframe extraction failed; a validation failure is reported at
+            ``validate_clip``, the first stage that rejected it).
 
     Returns:
         The rejects table: one row per video, for the first stage that rejected it.
@@ -233,13 +234,21 @@ def fetch_video_step(sample_csv: str | Path, video: str, source: dict[str, Any],
     return record
 
 
-def extract_keyframes_step(clip_mp4: str | Path, clip_json: str | Path, keyframes: dict[str, Any], frames_dir: str | Path, out_json: str | Path) -> dict[str, Any]:
-    """Rule ``extract_keyframes``: one frame well inside each scene of a clip, saved as
-    ``frames_dir/scene1.png`` and ``scene2.png``.
+def extract_keyframes_step(
+    clip_mp4: str | Path,
+    clip_json: str | Path,
+    validation_json: str | Path,
+    keyframes: dict[str, Any],
+    frames_dir: str | Path,
+    out_json: str | Path,
+) -> dict[str, Any]:
+    """Rule ``extract_keyframes``: one frame well inside each scene of a clip that passed
+    validation, saved as ``frames_dir/scene1.png`` and ``scene2.png``.
 
-    A clip whose keyframes cannot be taken (:class:`BadVideoError`: ``scene_too_short``, a decode
-    error, a PNG that cannot be written; or a sidecar that is not ``ok``) gets a record with
-    ``status: rejected`` and the reason, and an empty ``frames_dir``.
+    A clip that failed validation gets no frames (a record with ``status: rejected``, reason
+    ``validation_failed``). A clip whose keyframes cannot be taken (:class:`BadVideoError`:
+    ``scene_too_short``, a decode error, a PNG that cannot be written; or a sidecar that is not
+    ``ok``) gets a record with ``status: rejected`` and the reason. Either way ``frames_dir`` is empty.
     """
     from tav_pipeline.captions import KeyframeConfig, extract_keyframes
 
@@ -247,9 +256,12 @@ def extract_keyframes_step(clip_mp4: str | Path, clip_json: str | Path, keyframe
     folder.mkdir(parents=True, exist_ok=True)
     meta = read_json_object(clip_json)
     video = str(meta.get("video", Path(clip_mp4).stem))
+    validation = ValidationRecord.read(validation_json)
     try:
         if meta.get("status", "ok") != "ok":
             raise BadVideoError(clip_mp4, "clip_rejected", f"the clip sidecar's status is {meta.get('status')!r}")
+        if not validation.passed:
+            raise BadVideoError(clip_mp4, "validation_failed", f"validate_clip: {validation.reason or 'not passed'}")
         return extract_keyframes(clip_mp4, meta, KeyframeConfig.from_dict(keyframes), folder / "scene1.png", folder / "scene2.png", out_json)
     except BadVideoError as exc:
         log.warning("rejected: %s", exc)
