@@ -62,7 +62,7 @@ start() {
     wait_for 10 munge -n || die "munged does not answer"
 
     local cpus memory
-    cpus=$(nproc)
+    cpus=$(nproc --all)  # not nproc: it follows OMP_NUM_THREADS, which a job step may have set in this process
     memory=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 2 ))
     { echo "$MARK from tests/slurm/slurm.conf.in; state in $STATE"
       sed -e "s|@STATE@|$STATE|g" -e "s|@CPUS@|$cpus|" -e "s|@MEMORY@|$memory|" \
