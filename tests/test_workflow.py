@@ -105,8 +105,10 @@ def test_demo_rejects_every_bad_input_with_its_reason(demo_run: Path) -> None:
             assert key in rejects, video_id
             assert rejects[key]["reason"] == t["expect"], (video_id, rejects[key])
     # keyframes (and so captions) only for the clips that passed validation
-    keyframed = {p.stem for p in (results / "keyframes").glob("*.json")}
+    keyframed = {p.name for p in (results / "keyframes").iterdir() if p.is_dir() and any(p.glob("*.png"))}
     assert keyframed == {key_of[v] for v, t in truth.items() if t["expect"] == "clip"}
+    skipped = json.loads((results / "keyframes" / f"{key_of[ODD_ID]}.json").read_text())
+    assert (skipped["status"], skipped["reason"]) == ("rejected", "validation_failed")
     assert key_of[ODD_ID] != ODD_ID and rejects[key_of[ODD_ID]]["stage"] == "validate_clip"
 
 
@@ -217,6 +219,9 @@ def test_bad_clips_become_rejects_and_get_no_keyframes(tmp_path: Path, make_vide
     assert (sidecar["status"], sidecar["reason"], sidecar["clip"]) == ("rejected", "unreadable", "")
     assert (results / "clips" / "goes_bad_1.mp4").stat().st_size == 0  # the placeholder
     assert json.loads((results / "validation" / "goes_bad_1.json").read_text())["reason"] == "clip_rejected"
-    # keyframes only for the clip that passed validation
-    assert sorted(p.name for p in (results / "keyframes").glob("*.json")) == [f"{odd}.json"]
+    # keyframes only for the clip that passed validation; the others' records say why not
+    records = {p.stem: json.loads(p.read_text()) for p in (results / "keyframes").glob("*.json")}
+    assert {v for v, r in records.items() if r["status"] == "ok"} == {odd}
+    assert records["dim_cut_01"]["reason"] == "validation_failed" and records["goes_bad_1"]["reason"] == "clip_rejected"
+    assert [p.name for p in (results / "keyframes").rglob("*.png") if p.parent.name != odd] == []
     assert sorted(p.name for p in (results / "keyframes" / odd).glob("*.png")) == ["scene1.png", "scene2.png"]
