@@ -7,9 +7,9 @@ The set is built with ``benchmarks/labelled_set.py`` into ``DIR`` first if ``DIR
 missing. Methods, all run in this process on the same files, one video at a time and in rotating
 order (so background load hits every method alike), best of ``--repeat`` timings per video:
 
-* ``ours paper``: :func:`tav_pipeline.cuts.detect_cuts` with the defaults (PySceneDetect's
+* ``ours paper``: :func:`tav_pipeline.detectors.paper.detect_cuts` with the defaults (PySceneDetect's
   numbers: threshold 27, min_scene_len 15, merge filter);
-* ``ours robust``: :func:`tav_pipeline.transitions.detect_transitions` with the defaults;
+* ``ours robust``: :func:`tav_pipeline.detectors.robust.detect_transitions` with the defaults;
 * ``PySceneDetect``: ``scenedetect.detect(path, ContentDetector())`` (OpenCV backend, the
   default), and the same with ``backend="pyav"``;
 * ``PyAV decode floor``: decoding every frame with frame threads, no pixel conversion;
@@ -151,9 +151,9 @@ class Ours:
         self.last: dict[str, object] = {}
 
     def __call__(self, path: Path, _times: list[float]) -> list[int]:
-        from tav_pipeline.cuts import detect
+        from tav_pipeline.detectors import detect, detector_from_cuts
 
-        result = detect(path, self.mode, threads=self.threads)
+        result = detect(path, detector_from_cuts({"mode": self.mode}), threads=self.threads)
         self.last[path.name] = result
         return [c.frame for c in result.cuts]
 
@@ -309,7 +309,6 @@ def clip_level(ours: Ours, videos: list[Video], folder: Path, out: Path, threads
 
 def validation_table(rows: list[dict[str, object]], detector: str) -> list[tuple[str, int, int, int, int]]:
     """(mode, true pos, false pos, false neg, true neg) of both validation modes on the kept clips."""
-    from tav_pipeline.transitions import RobustConfig
     from tav_pipeline.validation import ValidationConfig, validate_clip
 
     out = []
@@ -318,7 +317,7 @@ def validation_table(rows: list[dict[str, object]], detector: str) -> list[tuple
         for row in rows:
             if not row["kept"]:
                 continue
-            check = validate_clip(row["record"], ValidationConfig(mode=mode), detector=detector, robust=RobustConfig())  # type: ignore[arg-type]
+            check = validate_clip(row["record"], ValidationConfig(mode=mode), {"mode": detector})  # type: ignore[arg-type]
             row[f"val_{mode}"] = check.passed
             row[f"diff_{mode}"] = check.max_diff
             if check.passed and row["real"]:
@@ -401,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     paths = {v["file"]: args.set / v["file"] for v in videos}
     times = {f: frame_times(p) for f, p in paths.items()}
 
-    from tav_pipeline.transitions import RobustConfig, load_model, resolve_device
+    from tav_pipeline.detectors.robust import RobustConfig, load_model
+    from tav_pipeline.devices import resolve_device
 
     load_model(resolve_device(RobustConfig().device))
     paper, robust = Ours("paper", args.threads), Ours("robust", args.threads)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, first_cut, plan_window, rejection
-from tav_pipeline.cuts import Cut, CutConfig, CutResult, detect_cuts
+from tav_pipeline.cuts import Cut, CutResult
+from tav_pipeline.detectors.paper import CutConfig, detect_cuts
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import count_frames, probe
 

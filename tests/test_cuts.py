@@ -17,16 +17,9 @@ from scenedetect import ContentDetector, SceneManager, StatsManager, open_video
 from scenedetect import detect as psd_detect
 from scenedetect.detector import FlashFilter
 
-from tav_pipeline.cuts import (
-    Cut,
-    CutConfig,
-    CutResult,
-    HsvCutDetector,
-    MinSceneFilter,
-    detect,
-    detect_cuts,
-    scan,
-)
+from tav_pipeline.cuts import Cut, CutResult
+from tav_pipeline.detectors import detect, detector_from_cuts, modes, scan
+from tav_pipeline.detectors.paper import CutConfig, HsvCutDetector, MinSceneFilter, detect_cuts
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import iter_frames
 
@@ -80,10 +73,9 @@ def _psd_stats(path: Path, detector: ContentDetector) -> tuple[dict[int, float],
 
 
 def _our_scores(path: Path, config: CutConfig) -> tuple[list[float], list[int]]:
-    scores: list[float] = []
     frames = ((f.index, f.time, f.image) for f in iter_frames(path, width=config.width, resize=config.resize))
-    cuts, _, _ = scan(frames, config, scores=scores)
-    return scores, [c.frame for c in cuts]
+    found = scan(frames, HsvCutDetector(config), keep_scores=True)
+    return found.scores, [c.frame for c in found.cuts]
 
 
 @pytest.mark.parametrize("name", ["bars", "odd", "edges", "strobe"])
@@ -172,7 +164,7 @@ def test_weighted_sum_scales_by_weight_norm(clips: dict[str, Clip]) -> None:
     det = HsvCutDetector(CutConfig())
     values = []
     for f in iter_frames(path, width=256):
-        det.process_frame(f.index, f.image)
+        det.process_frame(f.index, f.time, f.image)
         values.append(det.last_components.value if det.last_components and f.index else 0.0)
     np.testing.assert_allclose(luma, values, rtol=0, atol=1e-12)
 
@@ -195,7 +187,7 @@ def test_first_cut_is_dropped_within_min_scene_len() -> None:
     det = HsvCutDetector(CutConfig(min_scene_len=3))
     black, white = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 255, np.uint8)
     frames = [black, white, white, white, black, black, black, black]
-    got = [c for i, f in enumerate(frames) for c in det.process_frame(i, f)]
+    got = [c.frame for i, f in enumerate(frames) for c in det.process_frame(i, i / 25, f)]
     assert got == [4]  # the cut at 1 is closer than 3 frames to the start
 
 
@@ -221,11 +213,17 @@ def test_config_from_dict() -> None:
         CutConfig(filter_mode="drop")  # type: ignore[arg-type]
 
 
-def test_dispatcher(clips: dict[str, Clip]) -> None:
-    result = detect(clips["bars"].path, "paper", CutConfig(), None)
+def test_registry(clips: dict[str, Clip]) -> None:
+    assert modes() == ["paper", "robust"]
+    detector = detector_from_cuts({"mode": "paper", "threshold": 200.0, "robust": {"cut_threshold": 30.0}})
+    assert isinstance(detector, HsvCutDetector) and detector.config.threshold == 200.0
+    assert detector_from_cuts({}).mode == "paper"
+    high = detect(clips["bars"].path, detector)
+    assert high.cuts == [] and high.settings["threshold"] == 200.0
+    result = detect(clips["bars"].path, detector_from_cuts({"threshold": 27.0}))
     assert [c.frame for c in result.cuts] == clips["bars"].expected
-    with pytest.raises(ConfigError, match="unknown mode"):
-        detect(clips["bars"].path, "fancy", CutConfig(), None)
+    with pytest.raises(ConfigError, match="unknown detector mode"):
+        detector_from_cuts({"mode": "fancy"})
 
 
 @pytest.fixture(scope="session")

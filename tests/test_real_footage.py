@@ -15,8 +15,8 @@ from _footage import case, megamind
 
 from tav_pipeline import steps
 from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip
-from tav_pipeline.cuts import CutConfig, detect_cuts
-from tav_pipeline.transitions import RobustConfig, detect_transitions
+from tav_pipeline.detectors.paper import CutConfig, detect_cuts
+from tav_pipeline.detectors.robust import RobustConfig, detect_transitions
 from tav_pipeline.video import EncodeSettings, iter_frames
 
 FAST = ClipConfig(encoder=EncodeSettings(preset="ultrafast"))
@@ -122,7 +122,7 @@ from tav_pipeline.threads import limit_threads
 limit_threads(1)
 import torch
 from tav_pipeline.clips import ClipConfig, extract_clip
-from tav_pipeline.transitions import RobustConfig, detect_transitions, load_model
+from tav_pipeline.detectors.robust import RobustConfig, detect_transitions, load_model
 from tav_pipeline.video import EncodeSettings
 load_model("cpu")
 def cpu():

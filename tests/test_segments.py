@@ -74,7 +74,7 @@ def test_summary_averages_and_extras(generated: Path) -> None:
 def test_threshold_is_a_config_value(generated: Path) -> None:
     video = read_generated(generated / "m/baseline/B/prompts.json", model="m", checkpoint="baseline")[1]
     config = SegmentsConfig.from_dict({"threshold": 200.0}, {"threshold": 27.0, "mode": "paper"})
-    assert config.cuts.threshold == 200.0
+    assert config.detector().settings.threshold == 200.0
     assert count_segments(video, config)["segments"] == 1
 
 
@@ -98,7 +98,10 @@ def test_unreadable_video_is_a_row_not_an_average(tmp_path: Path) -> None:
 def test_config_inherits_cuts_and_rejects_unknown_keys() -> None:
     cuts = {"mode": "paper", "threshold": 30.0, "min_scene_len": 10, "weights": {"hue": 1.0, "saturation": 0.5, "value": 1.0}, "robust": {}}
     config = SegmentsConfig.from_dict({"mode": None, "threshold": None, "min_scene_len": None}, cuts)
-    assert (config.mode, config.cuts.threshold, config.cuts.min_scene_len, config.cuts.weights) == ("paper", 30.0, 10, (1.0, 0.5, 1.0))
+    paper = config.detector().settings
+    assert (config.mode, paper.threshold, paper.min_scene_len, paper.weights) == ("paper", 30.0, 10, (1.0, 0.5, 1.0))
+    robust = SegmentsConfig.from_dict({"mode": "robust"}, {**cuts, "robust": {"candidate_threshold": 12}}).detector()
+    assert (robust.mode, robust.settings.candidate_threshold) == ("robust", 12)
     assert config.requested("A") == 1 and config.requested("C") == 2
     with pytest.raises(ConfigError, match="unknown key"):
         SegmentsConfig.from_dict({"treshold": 3}, cuts)

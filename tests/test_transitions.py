@@ -12,17 +12,19 @@ import numpy as np
 import pytest
 from _synthetic import Segment, concat, crossfade, flash_filter, run_ffmpeg, single, whip_pan_filter
 
-from tav_pipeline.cuts import CutConfig, detect, detect_cuts
-from tav_pipeline.errors import BadVideoError, ConfigError
-from tav_pipeline.transitions import (
+from tav_pipeline.detectors import detect, detector_from_cuts
+from tav_pipeline.detectors.paper import detect_cuts
+from tav_pipeline.detectors.robust import (
     RobustConfig,
+    RobustDetector,
     blend_fit,
     detect_transitions,
-    resolve_device,
     same_picture,
     shift_ratio,
     thumbnail,
 )
+from tav_pipeline.devices import resolve_device
+from tav_pipeline.errors import BadVideoError, ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,9 @@ def test_ambiguous_events_go_to_the_model(tmp_path: Path) -> None:
 
 
 def test_dispatcher_and_config(videos: dict[str, tuple[Path, object]]) -> None:
-    result = detect(videos["early"][0], "robust", CutConfig(), None)
+    detector = detector_from_cuts({"mode": "robust", "threshold": 99.0, "robust": {"candidate_threshold": 12}})
+    assert isinstance(detector, RobustDetector) and detector.config.candidate_threshold == 12
+    result = detect(videos["early"][0], detector_from_cuts({"mode": "robust"}))
     assert result.detector == "robust" and [c.frame for c in result.cuts] == [2]
     cfg = RobustConfig.from_dict({"candidate_threshold": 12, "blend_scales": [4, 8, 16]})
     assert cfg.candidate_threshold == 12 and cfg.blend_scales == (4, 8, 16)
@@ -139,6 +143,8 @@ def test_dispatcher_and_config(videos: dict[str, tuple[Path, object]]) -> None:
         RobustConfig(device="tpu")
     assert resolve_device("cpu") == "cpu"
     assert resolve_device("auto") in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="cuts.robust.device"):
+        resolve_device("tpu:0", key="cuts.robust.device")
 
 
 def test_bad_input(tmp_path: Path) -> None:

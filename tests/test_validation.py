@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tav_pipeline.clips import ClipConfig, extract_clip
-from tav_pipeline.cuts import CutConfig, detect_cuts
+from tav_pipeline.detectors.paper import CutConfig, detect_cuts
 from tav_pipeline.validation import ValidationConfig, max_frame_difference, validate_clip
 from tav_pipeline.video import encode_frames
 

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, rejection
-from tav_pipeline.cuts import CutConfig, CutResult
+from tav_pipeline.cuts import CutResult
+from tav_pipeline.detectors import detect, detector_from_cuts
 from tav_pipeline.errors import BadVideoError, MissingAssetError
 from tav_pipeline.records import read_json_object
 from tav_pipeline.threads import limit_threads
@@ -26,43 +27,28 @@ from tav_pipeline.validation import ValidationConfig, ValidationRecord, validate
 log = logging.getLogger(__name__)
 
 
-def cut_config(cuts: dict[str, Any]) -> CutConfig:
-    """The paper detector's settings from the ``cuts:`` config section."""
-    return CutConfig.from_dict({k: v for k, v in cuts.items() if k not in ("mode", "robust")})
-
-
 def detect_cuts_step(fetched_json: str | Path, out_json: str | Path, cuts: dict[str, Any], video: str, *, threads: int = 0) -> CutResult:
     """Rule ``detect_cuts``: one video's cut record (``status: rejected`` for unusable input).
-    ``threads``: the rule's threads, the cap on every thread pool of the process (0: no cap)."""
-    from tav_pipeline import cuts as cuts_module
-
+    ``threads``: the rule's threads, the cap on every thread pool of the process (0: no cap).
+    The detector is ``cuts.mode``'s, with its settings from ``cuts``."""
     if threads:
         limit_threads(threads)
     fetched = json.loads(Path(fetched_json).read_text())
     path = fetched.get("path") or ""
-    mode = cuts.get("mode", "paper")
+    detector = detector_from_cuts(cuts)
+    mode = detector.mode
     if fetched.get("status") != "ok":
         error = BadVideoError(path or fetched.get("video_id", video), fetched.get("reason") or "download_failed", fetched.get("detail", ""))
         result = CutResult.rejected(video, path, error, detector=mode)
     else:
         try:
-            if mode == "paper":
-                result = cuts_module.detect_cuts(path, cut_config(cuts), video=video, progress=True, threads=threads)
-            else:
-                robust = _robust_config(cuts)
-                result = cuts_module.detect(path, mode, cut_config(cuts), robust, video=video, progress=True, threads=threads)
+            result = detect(path, detector, video=video, progress=True, threads=threads)
         except BadVideoError as exc:
             log.warning("rejected: %s", exc)
             result = CutResult.rejected(video, path, exc, detector=mode)
     result.write(out_json)
     log.info("%s: %s, %d cut(s)", video, result.status, len(result.cuts))
     return result
-
-
-def _robust_config(cuts: dict[str, Any]) -> Any:
-    from tav_pipeline.transitions import RobustConfig
-
-    return RobustConfig.from_dict(cuts.get("robust", {}))
 
 
 def extract_clip_step(
@@ -102,9 +88,7 @@ def validate_clip_step(
     if threads:
         limit_threads(threads)
     record = ClipRecord.read(clip_json)
-    mode = cuts.get("mode", "paper")
-    robust = _robust_config(cuts) if mode == "robust" else None
-    out = validate_clip(record, ValidationConfig.from_dict(validation), cut_config(cuts), detector=mode, robust=robust, threads=threads)
+    out = validate_clip(record, ValidationConfig.from_dict(validation), cuts, threads=threads)
     out.write(out_json)
     log.info("%s: passed=%s max_diff=%.2f at frame %d %s", out.video, out.passed, out.max_diff, out.max_diff_frame, out.reason)
     return out

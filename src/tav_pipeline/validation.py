@@ -13,20 +13,19 @@ and require a transition within ``tolerance_frames`` of where the sidecar says t
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import cv2
 
 from tav_pipeline.clips import ClipRecord
 from tav_pipeline.config import check_keys
-from tav_pipeline.cuts import CutConfig, CutResult, detect
+from tav_pipeline.cuts import CutResult
+from tav_pipeline.detectors import detect, detector_from_cuts
 from tav_pipeline.errors import BadVideoError, ConfigError
 from tav_pipeline.video import iter_frames
-
-if TYPE_CHECKING:
-    from tav_pipeline.transitions import RobustConfig
 
 Mode = Literal["paper", "strict"]
 
@@ -123,10 +122,8 @@ def failed_validation(record: ClipRecord, config: ValidationConfig, reason: str,
 def validate_clip(
     record: ClipRecord,
     config: ValidationConfig,
-    cut_config: CutConfig = CutConfig(),
+    cuts: Mapping[str, Any] | None = None,
     *,
-    detector: str = "paper",
-    robust: RobustConfig | None = None,
     threads: int = 0,
 ) -> ValidationRecord:
     """Validate one clip. Never raises for a bad clip: a clip whose sidecar is not ``ok`` fails
@@ -135,9 +132,9 @@ def validate_clip(
     Arguments:
         record: the clip's sidecar.
         config: validation settings.
-        cut_config: the paper detector's settings (``strict`` with ``detector="paper"``).
-        detector: ``strict`` re-runs this detector mode (``cuts.mode``: ``paper`` or ``robust``).
-        robust: the robust detector's settings (its defaults when ``None``).
+        cuts: the ``cuts:`` config section; ``strict`` re-runs its detector (``cuts.mode``, see
+            :func:`tav_pipeline.detectors.detector_from_cuts`) with its settings. ``None``: the
+            paper detector with its defaults.
         threads: decoder threads (0: one per core).
     """
     if record.status != "ok":
@@ -159,8 +156,9 @@ def validate_clip(
         expected_frame=record.cut_frame_in_clip,
     )
     if config.mode == "strict":
+        detector = detector_from_cuts(cuts or {})
         try:
-            found: CutResult = detect(record.clip, detector, cut_config, robust, video=record.video, threads=threads)
+            found: CutResult = detect(record.clip, detector, video=record.video, threads=threads)
         except BadVideoError as exc:
             return failed_validation(record, config, exc.reason, exc.detail)
         frames = [c.frame for c in found.cuts]
@@ -169,7 +167,7 @@ def validate_clip(
         if not out.passed:
             out.reason = "cut_not_redetected"
             out.detail = (
-                f"the {detector} detector, re-run on the clip, finds transitions at clip frames {frames or 'none'}; "
+                f"the {detector.mode} detector, re-run on the clip, finds transitions at clip frames {frames or 'none'}; "
                 f"the sidecar puts the cut at frame {record.cut_frame_in_clip} (tolerance {config.tolerance_frames} frames)"
             )
     elif not paper_ok:

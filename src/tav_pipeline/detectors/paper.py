@@ -8,44 +8,33 @@ subject to a minimum scene length enforced like PySceneDetect's flash filter (``
 ``suppress``). With weights (1, 1, 1), ``weighted_mean``, ``inclusive=True`` and ``resize="opencv"``
 the scores are bit-identical to PySceneDetect 0.7's and the cuts are the same.
 
-The detector is a small class with PySceneDetect's two-method shape (:meth:`process_frame`,
-:meth:`post_process`); it never opens a file. :func:`detect_cuts` decodes once (downscaled early)
-and feeds it. The beyond-the-paper detector lives in :mod:`tav_pipeline.transitions`.
+The detector implements :class:`~tav_pipeline.detectors.TransitionDetector` (registered as
+``paper``, the default ``cuts.mode``); its settings are the keys directly under ``cuts:``.
+:func:`detect_cuts` decodes a file once (downscaled early) and feeds it. The beyond-the-paper
+detector is :mod:`tav_pipeline.detectors.robust`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time as _time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from tav_pipeline.config import check_keys
-from tav_pipeline.errors import BadVideoError, ConfigError
-from tav_pipeline.video import Resize, iter_frames, probe, seconds
-
-if TYPE_CHECKING:
-    from tav_pipeline.transitions import RobustConfig
+from tav_pipeline.cuts import Cut, CutResult
+from tav_pipeline.detectors import Decoding, TransitionDetector, detect, modes
+from tav_pipeline.errors import ConfigError
+from tav_pipeline.video import Resize, seconds
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["paper", "robust"]
-"""Detector modes: ``paper`` (this module, the paper's HSV threshold detector) or ``robust``
-(:mod:`tav_pipeline.transitions`: cuts, dissolves and fades, flash- and pan-proof)."""
-MODES: tuple[str, ...] = ("paper", "robust")
-
 Normalisation = Literal["weighted_mean", "weighted_sum"]
 FilterMode = Literal["merge", "suppress"]
-
-SCORE_KEY = "content_val"
-"""Name of the frame score in stats output (PySceneDetect's key)."""
 
 
 class Components(NamedTuple):
@@ -57,6 +46,13 @@ class Components(NamedTuple):
     """Mean |ΔS|."""
     value: float
     """Mean |ΔV| (brightness)."""
+
+
+def hsv_components(hsv: np.ndarray, previous: np.ndarray) -> Components:
+    """Per-channel mean absolute difference between two 8-bit HSV frames of the same size."""
+    # cv2.mean of the absolute difference gives the three channel means in one pass.
+    means = cv2.mean(cv2.absdiff(hsv, previous))[:3]
+    return Components(float(means[0]), float(means[1]), float(means[2]))
 
 
 PYSCENEDETECT_WEIGHTS = (1.0, 1.0, 1.0)
@@ -156,20 +152,37 @@ class MinSceneFilter:
         return []
 
 
-class HsvCutDetector:
+class HsvCutDetector(TransitionDetector):
     """The paper's weighted-HSV frame-difference detector, one frame at a time."""
 
+    mode = "paper"
+    settings_type = CutConfig
+
     def __init__(self, config: CutConfig = CutConfig()) -> None:
+        super().__init__(config)
         self.config = config
         w = np.array(config.weights, dtype=np.float64)
         self._weights = w
         self._divisor = float(np.abs(w).sum()) if config.normalisation == "weighted_mean" else 1.0
         self._filter = MinSceneFilter(config.filter_mode, config.min_scene_len)
         self._previous: np.ndarray | None = None
-        self.last_score: float | None = None
         self.last_components: Components | None = None
         self.last_above = False
         """Whether the last frame's score passed the threshold."""
+        self._times: dict[int, float] = {}
+        self._scores: dict[int, float] = {}
+        self._emitted = False
+
+    @classmethod
+    def section(cls, cuts: Mapping[str, Any]) -> dict[str, Any]:
+        """The paper's keys sit directly under ``cuts:`` (all but ``mode`` and the other detectors'
+        sections)."""
+        others = set(modes()) | {"mode"}
+        return {k: v for k, v in cuts.items() if k not in others}
+
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(width=self.config.width or None, resize=self.config.resize, interpolation="point")
 
     def score(self, hsv: np.ndarray) -> float | None:
         """Score of ``hsv`` (an 8-bit HSV frame) against the previous frame given to this method;
@@ -179,21 +192,43 @@ class HsvCutDetector:
             return None
         if previous.shape != hsv.shape:
             raise ValueError(f"frame size changed from {previous.shape} to {hsv.shape}")
-        # cv2.mean of the absolute difference gives the three channel means in one pass.
-        means = cv2.mean(cv2.absdiff(hsv, previous))[:3]
-        comps = Components(float(means[0]), float(means[1]), float(means[2]))
+        comps = hsv_components(hsv, previous)
         self.last_components = comps
         return float(np.dot(self._weights, comps)) / self._divisor
 
-    def process_frame(self, index: int, bgr: np.ndarray) -> list[int]:
-        """Feed the next BGR frame (0-based ``index``, sequential); returns cut frames emitted now
-        (each the first frame of a new scene)."""
-        return self.process_hsv(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV))
+    def process_frame(self, index: int, time: float, bgr: np.ndarray) -> list[Cut]:
+        """Feed the next BGR frame; returns the cuts emitted now (each at the first frame of a new
+        scene, possibly an earlier frame's under the ``merge`` filter)."""
+        emitted = self.process_hsv(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV))
+        s = self.last_score
+        self._times[index] = time
+        self._scores[index] = s
+        if not emitted and not self._emitted and self.last_above:
+            self._note_dropped(index, time, s)
+        cuts = [Cut(frame=i, time=seconds(self._times[i]), score=round(self._scores[i], 6)) for i in emitted]
+        self._emitted = self._emitted or bool(cuts)
+        # keep only what the merge filter can still look back at
+        horizon = index - max(self.config.min_scene_len, 1) - 1
+        if horizon > 0 and horizon % 256 == 0:
+            for old in [k for k in self._times if k < horizon]:
+                self._times.pop(old, None)
+                self._scores.pop(old, None)
+        return cuts
+
+    def _note_dropped(self, index: int, time: float, score: float) -> None:
+        """An above-threshold frame before the first cut that the minimum scene length held back:
+        one :attr:`dropped` entry per burst, at its highest score."""
+        if self.dropped and self.dropped[-1].frame >= index - 2:
+            if score > self.dropped[-1].score:
+                self.dropped[-1] = Cut(frame=index, time=seconds(time), score=round(score, 6))
+        else:
+            self.dropped.append(Cut(frame=index, time=seconds(time), score=round(score, 6)))
 
     def process_hsv(self, index: int, hsv: np.ndarray) -> list[int]:
-        """:meth:`process_frame` for a frame already in 8-bit HSV (OpenCV's layout: H 0-179)."""
+        """The filter's verdict for a frame already in 8-bit HSV (OpenCV's layout: H 0-179): the
+        cut frames emitted now."""
         score = self.score(hsv)
-        self.last_score = score
+        self.last_score = score or 0.0
         if score is None:
             above = False
         else:
@@ -201,148 +236,13 @@ class HsvCutDetector:
         self.last_above = above
         return self._filter(index, above)
 
-    def post_process(self, last_index: int) -> list[int]:
+    def post_process(self) -> list[Cut]:
         """Cuts still pending at the end of the video (none for this detector: a merge still open
         at the end is dropped, as in PySceneDetect)."""
         return []
 
 
-@dataclass(frozen=True)
-class Cut:
-    """A detected transition: ``frame`` is the first frame of the new scene."""
-
-    frame: int
-    time: float
-    """Presentation time of ``frame``, seconds from the start of the file."""
-    score: float
-    kind: str = "cut"
-    """``cut`` for the paper's detector; the robust detector also reports ``dissolve``/``fade``."""
-    length: int = 1
-    """Frames the transition spans (1 for a hard cut)."""
-
-
-@dataclass(frozen=True)
-class Blank:
-    """A black opening (``leader``) or closing (``tail``) of a video: frames ``start..end``
-    (inclusive) that are black, plus the fade or cut out of (into) them. Not a scene transition:
-    the robust detector records it here instead of in :attr:`CutResult.cuts`, and the clip cutter
-    keeps clips out of it."""
-
-    kind: str
-    """``leader`` (from the first frame) or ``tail`` (to the last frame)."""
-    start: int
-    end: int
-    time: float
-    """Presentation time of ``start`` (seconds)."""
-
-    @property
-    def frames(self) -> int:
-        return self.end - self.start + 1
-
-
-@dataclass
-class CutResult:
-    """Contents of ``results/cuts/{video}.json``."""
-
-    video: str
-    path: str
-    status: str
-    """``ok`` or ``rejected``."""
-    reason: str = ""
-    detail: str = ""
-    fps: float = 0.0
-    frame_count: int = 0
-    duration: float = 0.0
-    width: int = 0
-    height: int = 0
-    cuts: list[Cut] = field(default_factory=list)
-    detector: str = "paper"
-    settings: dict[str, Any] = field(default_factory=dict)
-    max_score: float = 0.0
-    seconds: float = 0.0
-    """Wall time of detection."""
-    blanks: list[Blank] = field(default_factory=list)
-    """Black leader and tail (robust mode; see :class:`Blank`)."""
-    dropped: list[Cut] = field(default_factory=list)
-    """Cuts the detector found and then dropped by rule before its first cut: the paper mode emits
-    no cut until ``min_scene_len`` frames have passed since the start and since the previous
-    above-threshold frame (PySceneDetect's rule). One entry per burst of above-threshold frames,
-    at its highest score."""
-
-    @property
-    def first_cut(self) -> Cut | None:
-        return self.cuts[0] if self.cuts else None
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["first_cut"] = asdict(self.cuts[0]) if self.cuts else None
-        return d
-
-    def write(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def read(cls, path: str | Path) -> CutResult:
-        d = json.loads(Path(path).read_text())
-        d.pop("first_cut", None)
-        d["cuts"] = [Cut(**c) for c in d.get("cuts", [])]
-        d["blanks"] = [Blank(**b) for b in d.get("blanks", [])]
-        d["dropped"] = [Cut(**c) for c in d.get("dropped", [])]
-        return cls(**d)
-
-    @classmethod
-    def rejected(cls, video: str, path: str | Path, error: BadVideoError, detector: str = "paper") -> CutResult:
-        return cls(video=video, path=str(path), status="rejected", reason=error.reason, detail=error.detail, detector=detector)
-
-
-def scan(
-    frames: Iterable[tuple[int, float, np.ndarray]],
-    config: CutConfig = CutConfig(),
-    *,
-    scores: list[float] | None = None,
-    dropped: list[Cut] | None = None,
-) -> tuple[list[Cut], int, float]:
-    """Run the detector over ``(index, time, bgr)`` frames.
-
-    Returns ``(cuts, frames_seen, max_score)``; when ``scores`` is a list, each frame's score
-    (0.0 for the first) is appended to it; ``dropped`` gets the cuts the minimum scene length
-    drops before the first cut is emitted (see :attr:`CutResult.dropped`).
-    """
-    detector = HsvCutDetector(config)
-    times: dict[int, float] = {}
-    frame_scores: dict[int, float] = {}
-    cuts: list[Cut] = []
-    n = 0
-    max_score = 0.0
-    last = -1
-    for index, t, bgr in frames:
-        emitted = detector.process_frame(index, bgr)
-        s = detector.last_score or 0.0
-        times[index] = t
-        frame_scores[index] = s
-        max_score = max(max_score, s)
-        if scores is not None:
-            scores.append(s)
-        if dropped is not None and not cuts and not emitted and detector.last_above:
-            if dropped and dropped[-1].frame >= index - 2:
-                if s > dropped[-1].score:
-                    dropped[-1] = Cut(frame=index, time=seconds(t), score=round(s, 6))
-            else:
-                dropped.append(Cut(frame=index, time=seconds(t), score=round(s, 6)))
-        cuts.extend(Cut(frame=i, time=seconds(times[i]), score=round(frame_scores[i], 6)) for i in emitted)
-        # keep only what the merge filter can still look back at
-        horizon = index - max(config.min_scene_len, 1) - 1
-        if horizon > 0 and horizon % 256 == 0:
-            for old in [k for k in times if k < horizon]:
-                times.pop(old, None)
-                frame_scores.pop(old, None)
-        n += 1
-        last = index
-    if n:
-        for i in detector.post_process(last):
-            cuts.append(Cut(frame=i, time=seconds(times[i]), score=round(frame_scores[i], 6)))
-    return cuts, n, max_score
+DETECTOR = HsvCutDetector
 
 
 def detect_cuts(
@@ -353,86 +253,9 @@ def detect_cuts(
     progress: bool = False,
     threads: int = 0,
 ) -> CutResult:
-    """Detect cuts in one video with the paper's detector (``threads``: decoder threads, 0 for one
-    per core).
+    """:func:`tav_pipeline.detectors.detect` with the paper's detector and ``config``.
 
-    Raises :class:`BadVideoError` for unusable input (``missing_file``, ``unreadable``,
-    ``no_video_stream``, ``decode_error``, ``zero_frames``, ``one_frame``).
+    Raises :class:`~tav_pipeline.errors.BadVideoError` for unusable input (``missing_file``,
+    ``unreadable``, ``no_video_stream``, ``decode_error``, ``zero_frames``, ``one_frame``).
     """
-    started = _time.perf_counter()
-    info = probe(path)
-    bar = tqdm(total=info.frame_count or None, desc=f"cuts {Path(path).name}", unit="frame", disable=not progress, mininterval=1.0)
-
-    def frames() -> Iterable[tuple[int, float, np.ndarray]]:
-        for f in iter_frames(path, width=config.width or None, resize=config.resize, interpolation="point", threads=threads):
-            bar.update(1)
-            yield f.index, f.time, f.image
-
-    dropped: list[Cut] = []
-    try:
-        cuts, n, max_score = scan(frames(), config, dropped=dropped)
-    finally:
-        bar.close()
-    if n == 0:
-        raise BadVideoError(path, "zero_frames", "no frame could be decoded")
-    if n == 1:
-        raise BadVideoError(path, "one_frame", "a single frame has no transitions")
-    fps = info.fps
-    return CutResult(
-        video=video or Path(path).stem,
-        path=str(path),
-        status="ok",
-        fps=fps,
-        frame_count=n,
-        duration=seconds(n / fps) if fps > 0 else info.duration,
-        width=info.width,
-        height=info.height,
-        cuts=cuts,
-        detector="paper",
-        settings=settings_dict(config),
-        max_score=round(max_score, 6),
-        seconds=round(_time.perf_counter() - started, 3),
-        dropped=dropped,
-    )
-
-
-def detect(
-    path: str | Path,
-    mode: str,
-    paper: CutConfig = CutConfig(),
-    robust: RobustConfig | None = None,
-    *,
-    video: str | None = None,
-    progress: bool = False,
-    threads: int = 0,
-) -> CutResult:
-    """Run the detector named by ``mode`` (see :data:`Mode`) on one video.
-
-    ``paper`` calls :func:`detect_cuts` with ``paper``; ``robust`` calls
-    :func:`tav_pipeline.transitions.detect_transitions` with ``robust`` (its defaults when
-    ``None``). The robust module is imported only here, so the paper mode never needs torch.
-
-    Raises:
-        ConfigError: unknown ``mode``.
-        BadVideoError: unusable input (see :func:`detect_cuts`).
-    """
-    if mode == "paper":
-        return detect_cuts(path, paper, video=video, progress=progress, threads=threads)
-    if mode == "robust":
-        from tav_pipeline.transitions import RobustConfig, detect_transitions
-
-        config = robust if robust is not None else RobustConfig()
-        return detect_transitions(path, config, video=video, progress=progress, threads=threads)
-    raise ConfigError("cuts.mode", f"unknown mode {mode!r}; expected one of {list(MODES)}")
-
-
-def settings_dict(config: Any) -> dict[str, Any]:
-    d = asdict(config)
-    for k, v in list(d.items()):
-        if isinstance(v, tuple):
-            d[k] = list(v)
-    return d
-
-
-def with_overrides(config: CutConfig, **kwargs: Any) -> CutConfig:
-    return replace(config, **kwargs)
+    return detect(path, HsvCutDetector(config), video=video, progress=progress, threads=threads)

