@@ -14,20 +14,10 @@ import numpy as np
 import pytest
 
 from tav_pipeline import captions as cap
-from tav_pipeline.captions import (
-    CaptionConfig,
-    KeyframeConfig,
-    caption_clips,
-    caption_images,
-    choose_keyframes,
-    extract_keyframes,
-    fetch_model,
-    load_captioner,
-    model_label,
-    partial_path,
-    records_from_keyframes,
-)
+from tav_pipeline.captioner import CaptionConfig, Captioner, caption_images, fetch_model, load_captioner, model_label
+from tav_pipeline.captions import caption_clips, partial_path, records_from_keyframes
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
+from tav_pipeline.keyframes import KeyframeConfig, choose_keyframes, extract_keyframes
 from tav_pipeline.video import iter_frames
 
 FPS = 10
@@ -83,7 +73,7 @@ def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def captioner(tiny_blip: Path) -> cap.Captioner:
+def captioner(tiny_blip: Path) -> Captioner:
     return load_captioner(CaptionConfig(model=str(tiny_blip), batch_size=4, **SHORT))
 
 
@@ -255,7 +245,7 @@ def test_fetch_model_without_network_raises_missing_asset(tmp_path: Path, monkey
 
 
 @pytest.mark.models
-def test_captions_are_deterministic_strings(tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray]) -> None:
+def test_captions_are_deterministic_strings(tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray]) -> None:
     cfg = CaptionConfig(model=str(tiny_blip), batch_size=4, **SHORT)
     first = caption_images(real_frames, captioner, cfg, progress=False)
     assert len(first) == len(real_frames)
@@ -266,7 +256,7 @@ def test_captions_are_deterministic_strings(tiny_blip: Path, captioner: cap.Capt
 
 
 @pytest.mark.models
-def test_batched_equals_one_by_one(tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray]) -> None:
+def test_batched_equals_one_by_one(tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray]) -> None:
     batched = caption_images(real_frames, captioner, CaptionConfig(model=str(tiny_blip), batch_size=3, **SHORT), progress=False)
     single_cfg = CaptionConfig(model=str(tiny_blip), batch_size=1, **SHORT)
     single = [caption_images([im], captioner, single_cfg, progress=False)[0] for im in real_frames]
@@ -274,7 +264,7 @@ def test_batched_equals_one_by_one(tiny_blip: Path, captioner: cap.Captioner, re
 
 
 @pytest.mark.models
-def test_prompt_prefix_is_stripped(tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray]) -> None:
+def test_prompt_prefix_is_stripped(tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray]) -> None:
     import torch
 
     prompt = "a picture of"
@@ -290,7 +280,7 @@ def test_prompt_prefix_is_stripped(tiny_blip: Path, captioner: cap.Captioner, re
 
 
 @pytest.mark.models
-def test_image_files_and_arrays_give_the_same_caption(tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray], tmp_path: Path) -> None:
+def test_image_files_and_arrays_give_the_same_caption(tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray], tmp_path: Path) -> None:
     png = tmp_path / "f.png"
     cv2.imwrite(str(png), cv2.cvtColor(real_frames[0], cv2.COLOR_RGB2BGR))
     cfg = CaptionConfig(model=str(tiny_blip), **SHORT)
@@ -312,7 +302,7 @@ def _keyframe_records(tmp_path: Path, frames: list[np.ndarray], videos: list[str
 
 
 @pytest.mark.models
-def test_caption_clips_writes_sorted_lines(tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray], tmp_path: Path) -> None:
+def test_caption_clips_writes_sorted_lines(tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray], tmp_path: Path) -> None:
     records = _keyframe_records(tmp_path, real_frames, ["vid_b", "vid_a", "vid_c"])
     cfg = CaptionConfig(model=str(tiny_blip), batch_size=4, **SHORT)
     out = tmp_path / "captions.jsonl"
@@ -331,7 +321,7 @@ def test_caption_clips_writes_sorted_lines(tiny_blip: Path, captioner: cap.Capti
 
 @pytest.mark.models
 def test_caption_clips_resumes_from_the_partial_file(
-    tiny_blip: Path, captioner: cap.Captioner, real_frames: list[np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_blip: Path, captioner: Captioner, real_frames: list[np.ndarray], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = _keyframe_records(tmp_path, real_frames, ["v1", "v2", "v3"])
     cfg = CaptionConfig(model=str(tiny_blip), batch_size=2, **SHORT)
@@ -404,7 +394,6 @@ def test_extract_keyframes_step_writes_a_reject_instead_of_raising(
     two_scene_clip: tuple[Path, dict[str, Any]], tmp_path: Path
 ) -> None:
     from tav_pipeline import steps
-
     from tav_pipeline.validation import ValidationRecord
 
     clip, sidecar = two_scene_clip

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from _generated import write_group
 
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.errors import ConfigError, MissingAssetError, RecordError
 from tav_pipeline.metrics.segments import (
     PER_VIDEO_COLUMNS,
     SegmentsConfig,
@@ -119,7 +119,7 @@ def test_missing_video_names_the_file_and_rule(tmp_path: Path) -> None:
         read_generated(folder / "prompts.json", model="m", checkpoint="baseline")
     assert str(folder / "0.mp4") in str(err.value) and "generate_videos" in str(err.value)
     (folder / "prompts.json").write_text(json.dumps(["a cat"]))
-    with pytest.raises(ConfigError, match="prompts.json"):
+    with pytest.raises(RecordError, match="prompts.json"):
         read_generated(folder / "prompts.json", model="m", checkpoint="baseline")
 
 

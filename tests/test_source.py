@@ -23,22 +23,24 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tav_pipeline.errors import ConfigError
+from tav_pipeline.cuts import CutResult
+from tav_pipeline.errors import BadVideoError, ConfigError, MetadataError, TavError
 from tav_pipeline.source import (
-    DEFAULT_YTDLP_FORMAT,
     KEY_PATTERN,
     MAX_KEY_LENGTH,
-    FetchRecord,
-    MetadataError,
-    SourceConfig,
-    classify_download_error,
-    fetch_video,
-    find_local,
     periodic_suffix,
     read_metadata,
     timestamp_seconds,
     video_key,
-    write_failures,
+)
+from tav_pipeline.steps import collect_rejects
+from tav_pipeline.video_fetch import (
+    DEFAULT_YTDLP_FORMAT,
+    FetchRecord,
+    SourceConfig,
+    classify_download_error,
+    fetch_video,
+    find_local,
     ytdlp_options,
 )
 
@@ -211,7 +213,7 @@ def test_malformed_row_names_file_row_and_column(tmp_path: Path, bad_row: dict[s
     with pytest.raises(MetadataError) as info:
         read_metadata(path)
     err = info.value
-    assert isinstance(err, ConfigError)
+    assert isinstance(err, TavError) and not isinstance(err, ConfigError)  # a data fault, not a config key
     assert (err.row, err.column) == (3, column)
     text = str(err)
     assert str(path) in text and "row 3" in text and f"'{column}'" in text and needle in text
@@ -220,13 +222,13 @@ def test_malformed_row_names_file_row_and_column(tmp_path: Path, bad_row: dict[s
 
 def test_missing_column_and_duplicate_id(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "nocap.csv", GOOD_ROWS, [c for c in COLUMNS if c != "caption"])
-    with pytest.raises(ConfigError, match=r"missing column\(s\) \['caption'\]"):
+    with pytest.raises(MetadataError, match=r"missing column\(s\) \[.caption.\]"):
         read_metadata(path)
     dup = write_csv(tmp_path / "dup.csv", [GOOD_ROWS[0], GOOD_ROWS[1], GOOD_ROWS[0]])
     with pytest.raises(MetadataError, match="duplicate videoID, first seen in row 1") as info:
         read_metadata(dup)
     assert info.value.row == 3
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(MetadataError, match="no such file"):
         read_metadata(tmp_path / "absent.csv")
 
 
@@ -322,7 +324,7 @@ def test_local_hit_never_downloads(tmp_path: Path) -> None:
     (vdir / "vid01.mkv").write_bytes(b"")  # empty files do not count
     cfg = SourceConfig(video_dir=str(vdir))
     rec = fetch_video(ROW, cfg, tmp_path / "dl", downloader=_never)
-    assert (rec.status, rec.source, rec.path, rec.section_start) == ("ok", "local", str(vdir / "vid01.webm"), 0.0)
+    assert (rec.status, rec.source, rec.path) == ("ok", "local", str(vdir / "vid01.webm"))
     # an ID that is not a file name is found under its key
     key = video_key("a/b")
     (vdir / f"{key}.mp4").write_bytes(b"x")
@@ -366,10 +368,9 @@ def test_injected_downloader_success_and_section(tmp_path: Path) -> None:
     rec = fetch_video(ROW, cfg, tmp_path / "dl", downloader=fake)
     assert rec.ok and rec.source == "download"
     assert rec.path == str(tmp_path / "dl" / "vid01.mp4")
-    assert rec.section_start == pytest.approx(3.0)  # span_start 8 - pad 5
     assert list(seen["download_ranges"]({}, None)) == [{"start_time": 3.0, "end_time": 19.0}]
     full = fetch_video(ROW, SourceConfig(span="full"), tmp_path / "dl2", downloader=fake)
-    assert full.ok and full.section_start == 0.0
+    assert full.ok
 
 
 def test_failure_is_recorded_not_raised(tmp_path: Path) -> None:
@@ -393,13 +394,25 @@ def test_failure_is_recorded_not_raised(tmp_path: Path) -> None:
     rec.write(tmp_path / "rec" / "vid01.json")
     again = FetchRecord.read(tmp_path / "rec" / "vid01.json")
     assert again == rec
+
+
+def test_collect_rejects_writes_the_failures_table(tmp_path: Path) -> None:
+    """The failures table lists each failed fetch once; its cut record makes it a fetch_video reject."""
+    failed = FetchRecord(video="vid01", video_id="vid01", status="failed", reason="download_failed:private",
+                         detail="Private video", source="download", url="https://youtu.be/vid01")
     ok = FetchRecord(video="v2", video_id="v2", status="ok", path="/x.mp4", source="local")
-    table = write_failures([rec, ok], tmp_path / "failures.csv")
+    failed.write(tmp_path / "videos" / "vid01.json")
+    ok.write(tmp_path / "videos" / "v2.json")
+    error = BadVideoError("vid01", failed.reason, failed.detail)
+    CutResult.rejected("vid01", "", error).write(tmp_path / "cuts" / "vid01.json")
+    fetched = [tmp_path / "videos" / "vid01.json", tmp_path / "videos" / "v2.json"]
+    rejects = collect_rejects(fetched, [tmp_path / "cuts" / "vid01.json"], [], {}, tmp_path / "rejects.csv", tmp_path / "failures.csv")
     back = pd.read_csv(tmp_path / "failures.csv", keep_default_na=False)
     assert list(back.columns) == ["video", "video_id", "url", "reason", "detail"]
-    assert back["video"].tolist() == ["vid01"] and back["reason"].tolist() == ["download_failed:private"]
-    assert len(table) == 1
-    write_failures([ok], tmp_path / "none.csv")
+    assert back.to_dict("records") == [{"video": "vid01", "video_id": "vid01", "url": "https://youtu.be/vid01",
+                                        "reason": "download_failed:private", "detail": "Private video"}]
+    assert rejects[["video", "stage", "reason"]].values.tolist() == [["vid01", "fetch_video", "download_failed:private"]]
+    collect_rejects(fetched[1:], [], [], {}, tmp_path / "r2.csv", tmp_path / "none.csv")
     assert (tmp_path / "none.csv").read_text().strip() == "video,video_id,url,reason,detail"
 
 
@@ -496,10 +509,9 @@ def test_ytdlp_section_download_over_http(tmp_path: Path, server: tuple[str, dic
     rec = fetch_video(row, cfg, tmp_path / "dl", downloader=None)
     assert rec.ok, rec.detail
     assert rec.source == "download" and Path(rec.path).name == "vid01.mp4"
-    assert rec.section_start == pytest.approx(6.0)
     first_blue, last = _first_blue_time(rec.path)
     # the cut at 10 s of the source lies 4 s into the 6-16 s section
-    assert first_blue + rec.section_start == pytest.approx(CUT_AT, abs=1.5 / FPS)
+    assert first_blue + 6.0 == pytest.approx(CUT_AT, abs=1.5 / FPS)
     assert last == pytest.approx(10.0 - 1.0 / FPS, abs=2.5 / FPS)
     assert not [p for p in (tmp_path / "dl").iterdir() if p.suffix in (".part", ".ytdl")]
 
@@ -508,7 +520,6 @@ def test_ytdlp_full_download_from_file_url(tmp_path: Path, media_dir: Path) -> N
     row = {**ROW, "url": (media_dir / "source.mp4").as_uri()}
     rec = fetch_video(row, SourceConfig(span="full", retries=0), tmp_path / "dl")
     assert rec.ok, rec.detail
-    assert rec.section_start == 0.0
     first_blue, last = _first_blue_time(rec.path)
     assert first_blue == pytest.approx(CUT_AT, abs=1.5 / FPS)
     assert last == pytest.approx(20.0 - 1.0 / FPS, abs=1.5 / FPS)
@@ -550,6 +561,6 @@ def test_unreachable_host_is_network(tmp_path: Path) -> None:
 
 def test_failure_records_are_json_serialisable(tmp_path: Path) -> None:
     rec = FetchRecord(video="k", video_id="it's \"q\"", status="failed", reason="download_failed:other",
-                      detail="é", section_start=float(np.float64(1.5)))
+                      detail="é", url=str(np.str_("https://example.org/v")))
     rec.write(tmp_path / "r.json")
     assert FetchRecord.read(tmp_path / "r.json") == rec

@@ -1,24 +1,15 @@
-"""One keyframe per scene and one BLIP caption per keyframe (paper section 3).
+"""The BLIP captioner (paper section 3): its settings, fetching a checkpoint, loading it and
+captioning images.
 
 The paper captions "each of the two scenes separately with BLIP" and merges the two captions into one
-prompt (:mod:`tav_pipeline.dataset` does the merging). It does not say which frames BLIP saw, which
-BLIP checkpoint it used, or how it decoded; each is a named setting here:
+prompt (:mod:`tav_pipeline.dataset` does the merging). It does not say which BLIP checkpoint it used
+or how it decoded; each is a named setting here (:class:`CaptionConfig`). The model is a
+``transformers`` ``BlipForConditionalGeneration`` with its ``BlipProcessor``, loaded
+(:func:`load_captioner`) from a local folder that the workflow rule ``fetch_blip`` fills
+(:func:`fetch_model`); nothing is downloaded while captioning. Decoding is pinned (beam search, no
+sampling), so captions are a function of the pixels and the checkpoint (:func:`caption_images`).
 
-* **Keyframes** (:class:`KeyframeConfig`): scene 1 is the clip's frames ``[0, cut)``, scene 2 is
-  ``[cut, end)``. One frame per scene, ``position`` of the way into it, kept at least ``margin``
-  seconds away from the cut (where encoders smear the two scenes together and detectors may be a frame
-  off) and from the clip's two ends. :func:`extract_keyframes` decodes the clip once and writes two PNGs
-  and a small JSON record.
-* **Captioner** (:class:`CaptionConfig`, :func:`load_captioner`, :func:`caption_images`): a
-  ``transformers`` ``BlipForConditionalGeneration`` with its ``BlipProcessor``, loaded from a local
-  folder that the workflow rule ``fetch_blip`` fills (:func:`fetch_model`); nothing is downloaded while
-  captioning. Decoding is pinned (beam search, no sampling), so captions are a function of the pixels
-  and the checkpoint.
-* **Captions file** (:func:`caption_clips`): ``captions.jsonl``, one line per scene, sorted by video
-  then scene, written through a ``.partial`` file so an interrupted run resumes where it stopped.
-
-torch and transformers are imported inside the functions that need them, so keyframe extraction runs
-in the light ``video`` environment.
+torch and transformers are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -26,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +27,10 @@ import numpy as np
 from tqdm import tqdm
 
 from tav_pipeline.config import check_keys
-from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, TavError
-from tav_pipeline.records import read_json_object
-from tav_pipeline.video import frames_at, seconds
+from tav_pipeline.devices import resolve_device
+from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
+from tav_pipeline.files import write_text_atomic
+from tav_pipeline.locations import is_local_folder
 
 log = logging.getLogger(__name__)
 
@@ -53,176 +43,6 @@ FETCH_RECORD = "tav_fetch.json"
 DEFAULT_MODEL = "Salesforce/blip-image-captioning-large"
 
 
-
-# --------------------------------------------------------------------------------------------------
-# Keyframes
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KeyframeConfig:
-    """Where in each scene the captioned frame is taken (``keyframes:`` in config.yaml)."""
-
-    position: float = 0.5
-    """Fraction of the way into the scene (0 = its first frame, 1 = its last). 0.5 takes the middle,
-    the frame most likely to show the scene's subject and least likely to be a fade."""
-    margin: float = 0.5
-    """Seconds the keyframe is kept away from the cut and from the clip's start and end. When a scene
-    is shorter than ``2 * margin`` no frame satisfies this and the scene's middle frame is used (the
-    JSON record says ``"fallback": true``)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.position <= 1.0:
-            raise ConfigError("keyframes.position", f"must be within [0, 1], got {self.position}")
-        if not self.margin >= 0.0:
-            raise ConfigError("keyframes.margin", f"must be >= 0 seconds, got {self.margin}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> KeyframeConfig:
-        """Build from the ``keyframes:`` config mapping.
-
-        Arguments:
-            d: mapping with a subset of this class's fields.
-
-        Returns:
-            the config. Raises :class:`ConfigError` for unknown keys or values out of range.
-        """
-        check_keys("keyframes", d, cls)
-        return cls(**{k: float(v) for k, v in d.items()})
-
-
-@dataclass(frozen=True)
-class Keyframe:
-    """The frame chosen for one scene."""
-
-    scene: int
-    """1 (before the cut) or 2 (after it)."""
-    frame: int
-    """0-based decode index in the clip."""
-    time: float
-    """``frame / fps`` in seconds from the clip's start."""
-    scene_start: int
-    """First frame of the scene (inclusive)."""
-    scene_end: int
-    """Frame after the scene's last frame (exclusive)."""
-    fallback: bool
-    """True when the scene is too short for the margin and its middle frame was taken instead."""
-
-
-def choose_keyframes(frames: int, fps: float, cut_frame: int, cfg: KeyframeConfig = KeyframeConfig()) -> tuple[Keyframe, Keyframe]:
-    """Pick one frame in each scene of a two-scene clip.
-
-    Frame ``i`` is shown at ``i / fps``. A scene ``[a, b)`` (frames) spans ``[a/fps, b/fps)``; its
-    keyframe ``i`` must satisfy ``i/fps - a/fps >= margin`` and ``b/fps - i/fps >= margin``, i.e. it
-    lies at least ``margin`` after the scene's start and before its end, where the ends are the clip's
-    start, the cut and the clip's end. The target is ``a + position * (b - a)`` (rounded down), clamped
-    into the allowed frames; when none are allowed the scene's middle frame ``a + (b - a - 1) // 2``
-    is used and a warning is logged.
-
-    Arguments:
-        frames: number of frames in the clip.
-        fps: the clip's frame rate.
-        cut_frame: first frame of scene 2 (``cut_frame_in_clip`` of the clip sidecar).
-        cfg: position and margin.
-
-    Returns:
-        the keyframes of scene 1 and scene 2.
-
-    Raises:
-        BadVideoError: ``scene_too_short`` when a scene has no frames (the cut is at the first frame
-            or at/after the last one), ``unreadable`` when ``frames`` or ``fps`` is not positive.
-    """
-    if frames <= 0 or not fps > 0:
-        raise BadVideoError("<clip>", "unreadable", f"frames={frames}, fps={fps}")
-    bounds = ((1, 0, int(cut_frame)), (2, int(cut_frame), int(frames)))
-    margin_frames = max(0, math.ceil(cfg.margin * fps - 1e-9))
-    chosen: list[Keyframe] = []
-    for scene, a, b in bounds:
-        if b <= a or a < 0 or b > frames:
-            raise BadVideoError(
-                "<clip>", "scene_too_short", f"scene {scene} spans frames [{a}, {b}) of a {frames}-frame clip"
-            )
-        lo, hi = a + margin_frames, b - margin_frames
-        if lo > hi or lo > b - 1:
-            index = a + (b - a - 1) // 2
-            fallback = True
-            log.warning(
-                "scene %d has %d frames (%.3f s), less than 2 x margin (%.3f s): using its middle frame %d",
-                scene, b - a, (b - a) / fps, cfg.margin, index,
-            )
-        else:
-            target = a + math.floor(cfg.position * (b - a))
-            index = min(max(target, lo), min(hi, b - 1))
-            fallback = False
-        chosen.append(Keyframe(scene, index, seconds(index / fps), a, b, fallback))
-    return chosen[0], chosen[1]
-
-
-def extract_keyframes(
-    clip_mp4: str | Path,
-    sidecar: str | Path | Mapping[str, Any],
-    cfg: KeyframeConfig,
-    out_png_scene1: str | Path,
-    out_png_scene2: str | Path,
-    out_json: str | Path,
-) -> dict[str, Any]:
-    """Choose, decode and save one keyframe per scene of a clip.
-
-    Arguments:
-        clip_mp4: the two-scene clip.
-        sidecar: its ``clips/{video}.json`` record (path or already-loaded mapping); ``frames``, ``fps``
-            and ``cut_frame_in_clip`` are used.
-        cfg: keyframe position and margin.
-        out_png_scene1: PNG of scene 1's keyframe (full size, lossless).
-        out_png_scene2: PNG of scene 2's keyframe.
-        out_json: record of the choice, see Returns.
-
-    Returns:
-        the record written to ``out_json``: ``video``, ``status`` (``ok``), ``clip``, ``fps``, ``frames``,
-        ``cut_frame_in_clip``, ``position``, ``margin``, ``scene1`` and ``scene2`` (each ``frame``,
-        ``time``, ``scene_start``, ``scene_end``, ``fallback``, ``png``).
-
-    Raises:
-        BadVideoError: ``scene_too_short`` (see :func:`choose_keyframes`), the decoding reasons of
-            :func:`tav_pipeline.video.frames_at`, or ``encode_failed`` when a PNG cannot be written.
-        TavError: the sidecar lacks a needed key or its status is not ``ok``.
-    """
-    meta = read_json_object(sidecar)
-    missing = [k for k in ("frames", "fps", "cut_frame_in_clip") if k not in meta]
-    if missing:
-        raise TavError(f"{sidecar if not isinstance(sidecar, Mapping) else clip_mp4}: sidecar lacks {missing}")
-    if meta.get("status", "ok") != "ok":
-        raise TavError(f"{clip_mp4}: sidecar status is {meta.get('status')!r}, not 'ok'")
-    try:
-        k1, k2 = choose_keyframes(int(meta["frames"]), float(meta["fps"]), int(meta["cut_frame_in_clip"]), cfg)
-    except BadVideoError as exc:
-        raise BadVideoError(clip_mp4, exc.reason, exc.detail) from None
-    images = frames_at(clip_mp4, [k1.frame, k2.frame], pixel_format="bgr24")
-    record: dict[str, Any] = {
-        "video": meta.get("video", Path(clip_mp4).stem),
-        "status": "ok",
-        "clip": str(clip_mp4),
-        "fps": float(meta["fps"]),
-        "frames": int(meta["frames"]),
-        "cut_frame_in_clip": int(meta["cut_frame_in_clip"]),
-        "position": cfg.position,
-        "margin": cfg.margin,
-    }
-    for key, image, out in (("scene1", images[0], out_png_scene1), ("scene2", images[1], out_png_scene2)):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(out), image):
-            raise BadVideoError(clip_mp4, "encode_failed", f"cannot write {out}")
-        kf = k1 if key == "scene1" else k2
-        record[key] = {**{k: v for k, v in asdict(kf).items() if k != "scene"}, "png": str(out)}
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out_json, json.dumps(record, indent=2) + "\n")
-    log.info("%s: keyframes %d (%.3f s) and %d (%.3f s)", record["video"], k1.frame, k1.time, k2.frame, k2.time)
-    return record
-
-
-# --------------------------------------------------------------------------------------------------
-# Captioner
-# --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -306,9 +126,9 @@ class CaptionConfig:
 
     @property
     def is_local(self) -> bool:
-        """True when ``model`` names a folder: it exists, or it looks like a path rather than an
-        ``owner/name`` hub id (absolute, starts with ``.`` or ``~``, or has more than one ``/``)."""
-        return _looks_like_path(self.model)
+        """True when ``model`` names a folder rather than an ``owner/name`` hub id (see
+        :func:`tav_pipeline.locations.is_local_folder`)."""
+        return is_local_folder(self.model)
 
     def decoding(self) -> dict[str, Any]:
         """The generation arguments, as passed to ``generate``.
@@ -338,18 +158,6 @@ class CaptionConfig:
 _DTYPES = {"float32", "float16", "bfloat16"}
 
 
-def _looks_like_path(model: str) -> bool:
-    if Path(model).expanduser().exists():
-        return True
-    return (
-        os.path.isabs(model)
-        or model.startswith((".", "~"))
-        or model.count("/") > 1
-        or "\\" in model
-        or model.endswith("/")
-    )
-
-
 @dataclass
 class Captioner:
     """A loaded BLIP captioner."""
@@ -363,22 +171,6 @@ class Captioner:
     """``torch.dtype`` of the weights."""
     name: str
     """What the captions file records as ``model`` (see :func:`model_label`)."""
-
-
-def resolve_device(device: str) -> str:
-    """Turn ``auto`` into ``cuda`` or ``cpu``.
-
-    Arguments:
-        device: ``auto`` or a torch device string.
-
-    Returns:
-        a torch device string.
-    """
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def model_label(cfg: CaptionConfig) -> str:
@@ -442,7 +234,7 @@ def fetch_model(repo_id: str, revision: str | None, out_dir: str | Path) -> Path
             out, FETCH_RULE, f"could not download {repo_id}@{revision or 'main'}: {type(exc).__name__}: {exc}"
         ) from exc
     record = {"repo_id": repo_id, "revision": revision, "commit": commit}
-    _write_text_atomic(out / FETCH_RECORD, json.dumps(record, indent=2) + "\n")
+    write_text_atomic(out / FETCH_RECORD, json.dumps(record, indent=2) + "\n")
     log.info("fetched %s@%s (commit %s) into %s", repo_id, revision, commit, out)
     return out
 
@@ -478,7 +270,7 @@ def load_captioner(cfg: CaptionConfig) -> Captioner:
     if not local and cfg.revision:
         kwargs["revision"] = cfg.revision
     dtype = getattr(torch, cfg.dtype)
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, key="captions.device")
     try:
         processor = tf.BlipProcessor.from_pretrained(source, **kwargs)
         model = tf.BlipForConditionalGeneration.from_pretrained(source, dtype=dtype, **kwargs)
@@ -525,7 +317,7 @@ def normalise_caption(text: str) -> str:
     return " ".join(text.split())
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+def batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -563,7 +355,7 @@ def caption_images(
     out: list[str] = []
     bar = tqdm(total=len(images), desc="caption", unit="img", disable=not progress)
     try:
-        for batch in _batches(list(images), cfg.batch_size):
+        for batch in batches(list(images), cfg.batch_size):
             rgb = [_to_rgb(im) for im in batch]
             if cfg.prompt:
                 inputs = processor(images=rgb, text=[cfg.prompt] * len(rgb), return_tensors="pt")
@@ -591,226 +383,3 @@ def caption_images(
     finally:
         bar.close()
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# captions.jsonl
-# --------------------------------------------------------------------------------------------------
-
-
-def _sha1_file(path: str | Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_text_atomic(path: str | Path, text: str) -> None:
-    target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-
-
-@dataclass(frozen=True)
-class _Job:
-    video: str
-    scene: int
-    keyframe: str
-    sha1: str = field(compare=False)
-
-
-def _jobs(records: Iterable[Mapping[str, Any]]) -> list[_Job]:
-    jobs: list[_Job] = []
-    seen: set[str] = set()
-    for rec in records:
-        video = str(rec["video"])
-        if video in seen:
-            raise TavError(f"video {video!r} appears twice in the caption records")
-        seen.add(video)
-        for scene in (1, 2):
-            png = rec.get(f"scene{scene}_png")
-            if png is None:
-                raise TavError(f"caption record of {video!r} lacks scene{scene}_png")
-            if not Path(png).is_file():
-                raise BadVideoError(png, "missing_file", f"keyframe of scene {scene} of {video}")
-            jobs.append(_Job(video, scene, str(png), _sha1_file(png)))
-    jobs.sort(key=lambda j: (j.video, j.scene))
-    return jobs
-
-
-def records_from_keyframes(
-    keyframes: Iterable[str | Path | Mapping[str, Any]],
-    validations: Iterable[str | Path | Mapping[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """Turn keyframe records (:func:`extract_keyframes`) into :func:`caption_clips` records.
-
-    Arguments:
-        keyframes: ``keyframes/{video}.json`` paths or loaded records; records whose ``status`` is
-            not ``ok`` (keyframe extraction was rejected) are skipped.
-        validations: when given, ``validation/{video}.json`` records; only clips whose record says
-            ``"passed": true`` are kept (captioning a clip that cannot enter the dataset is wasted GPU
-            time).
-
-    Returns:
-        ``{"video", "clip", "scene1_png", "scene2_png"}`` per kept clip, sorted by video.
-    """
-    passed: set[str] | None = None
-    if validations is not None:
-        passed = set()
-        for obj in validations:
-            rec = read_json_object(obj)
-            if rec.get("passed") is True:
-                passed.add(str(rec["video"]))
-    out = []
-    for obj in keyframes:
-        rec = read_json_object(obj)
-        video = str(rec["video"])
-        if passed is not None and video not in passed:
-            continue
-        if rec.get("status", "ok") != "ok":
-            log.info("%s: no keyframes (%s), not captioned", video, rec.get("reason", rec.get("status")))
-            continue
-        out.append({"video": video, "clip": rec.get("clip"), "scene1_png": rec["scene1"]["png"], "scene2_png": rec["scene2"]["png"]})
-    skipped = "" if passed is None else f" ({len(passed)} validated)"
-    log.info("%d clips to caption%s", len(out), skipped)
-    return sorted(out, key=lambda r: r["video"])
-
-
-def partial_path(out_jsonl: str | Path) -> Path:
-    """Where :func:`caption_clips` keeps finished lines while it runs.
-
-    Arguments:
-        out_jsonl: the final captions file.
-
-    Returns:
-        ``out_jsonl`` + ``.partial``.
-    """
-    p = Path(out_jsonl)
-    return p.with_name(p.name + ".partial")
-
-
-def _load_partial(path: Path, model: str, settings: str) -> dict[tuple[str, int], dict[str, Any]]:
-    done: dict[tuple[str, int], dict[str, Any]] = {}
-    if not path.is_file():
-        return done
-    bad = 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-            key = (str(row["video"]), int(row["scene"]))
-            ok = row.get("model") == model and row.get("settings") == settings and isinstance(row.get("caption"), str)
-        except (ValueError, KeyError, TypeError):
-            bad += 1  # a line cut short by the interruption
-            continue
-        if ok:
-            done[key] = row
-    if bad:
-        log.warning("%s: ignored %d unreadable line(s)", path, bad)
-    return done
-
-
-def caption_clips(
-    records: Sequence[Mapping[str, Any]],
-    cfg: CaptionConfig,
-    out_jsonl: str | Path,
-    captioner: Captioner | None = None,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Caption both keyframes of every clip and write ``captions.jsonl``.
-
-    Each line is ``{"video", "scene": 1|2, "keyframe", "caption", "model", "keyframe_sha1",
-    "settings"}``: ``model`` is :func:`model_label`, ``keyframe_sha1`` the PNG's SHA-1 and
-    ``settings`` :meth:`CaptionConfig.settings_key`. Lines are sorted by video, then scene.
-
-    Resuming: finished lines are appended to ``out_jsonl.partial`` after every batch. A later call
-    reuses a partial line when its video, scene, keyframe path, PNG hash, model and settings all match
-    the current request, and captions only the rest; the model is not even loaded when nothing is left.
-    The final file is written atomically and the partial file removed.
-
-    Arguments:
-        records: one mapping per clip with ``video``, ``scene1_png`` and ``scene2_png`` (other keys are
-            ignored).
-        cfg: caption settings.
-        out_jsonl: the captions file to write.
-        captioner: an already loaded captioner; loaded from ``cfg`` when needed and ``None``.
-        progress: show a tqdm bar over keyframes.
-
-    Returns:
-        the written rows, in file order.
-
-    Raises:
-        TavError: a video appears twice or a record lacks a keyframe path.
-        BadVideoError: ``missing_file`` for a keyframe PNG that does not exist.
-        MissingAssetError: see :func:`load_captioner`.
-    """
-    jobs = _jobs(records)
-    label = captioner.name if captioner is not None else model_label(cfg)
-    settings = cfg.settings_key()
-    partial = partial_path(out_jsonl)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    done = _load_partial(partial, label, settings)
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    pending: list[_Job] = []
-    for job in jobs:
-        prev = done.get((job.video, job.scene))
-        if prev is not None and prev.get("keyframe") == job.keyframe and prev.get("keyframe_sha1") == job.sha1:
-            rows[(job.video, job.scene)] = prev
-        else:
-            pending.append(job)
-    if rows:
-        log.info("resuming: %d of %d captions reused from %s", len(rows), len(jobs), partial)
-    # Rewrite the partial file with only the reusable lines, so stale ones never come back.
-    _write_text_atomic(partial, "".join(json.dumps(r) + "\n" for r in rows.values()))
-    if pending:
-        if captioner is None:
-            captioner = load_captioner(cfg)
-            label = captioner.name
-        bar = tqdm(total=len(pending), desc="caption scenes", unit="img", disable=not progress)
-        try:
-            with open(partial, "a", encoding="utf-8") as handle:
-                for batch in _batches(pending, cfg.batch_size):
-                    captions = caption_images([j.keyframe for j in batch], captioner, cfg, progress=False)
-                    for job, caption in zip(batch, captions):
-                        row = {
-                            "video": job.video,
-                            "scene": job.scene,
-                            "keyframe": job.keyframe,
-                            "caption": caption,
-                            "model": label,
-                            "keyframe_sha1": job.sha1,
-                            "settings": settings,
-                        }
-                        rows[(job.video, job.scene)] = row
-                        handle.write(json.dumps(row) + "\n")
-                    handle.flush()
-                    bar.update(len(batch))
-        finally:
-            bar.close()
-    ordered = [rows[(j.video, j.scene)] for j in jobs]
-    Path(out_jsonl).parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out_jsonl, "".join(json.dumps(r) + "\n" for r in ordered))
-    partial.unlink(missing_ok=True)
-    log.info("wrote %d captions for %d clips to %s", len(ordered), len(jobs) // 2, out_jsonl)
-    return ordered
-
-
-def read_captions(path: str | Path) -> list[dict[str, Any]]:
-    """Read ``captions.jsonl``.
-
-    Arguments:
-        path: the captions file.
-
-    Returns:
-        its rows, in file order.
-    """
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:
-                    raise TavError(f"{path}:{number}: not JSON ({exc})") from exc
-    return rows

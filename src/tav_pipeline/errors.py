@@ -56,3 +56,31 @@ class MissingAssetError(TavError):
 class GpuClaimError(TavError):
     """A job's GPUs cannot be given to it: more than the machine has, a bad setting, or CUDA was
     initialised before the claim."""
+
+
+class MetadataError(TavError):
+    """The source metadata (Panda-70M's CSV) is malformed. Names the file, and where known the row
+    and column; ``row`` is the 1-based data row (the header is row 0)."""
+
+    def __init__(self, path: str | Path, message: str, *, row: int | None = None, column: str | None = None,
+                 video_id: str | None = None) -> None:
+        where = str(path)
+        if row is not None:
+            where += f", row {row}"
+            if video_id is not None:
+                where += f" (videoID {video_id!r})"
+        if column is not None:
+            where += f", column '{column}'"
+        super().__init__(f"{where}: {message}")
+        self.path = str(path)
+        self.row = row
+        self.column = column
+
+
+class RecordError(TavError):
+    """A file or table that an earlier step wrote (a JSON record, ``prompts.json``, the sample
+    table, the caption records) is malformed or lacks an entry the step needs. Names the file."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)

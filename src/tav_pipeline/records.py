@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tav_pipeline.errors import TavError
+from tav_pipeline.errors import RecordError
 
 
 def read_json_object(path_or_record: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     """A JSON object from a file, or a copy of a record already in memory. Raises
-    :class:`TavError` when the file holds something other than an object."""
+    :class:`RecordError` when the file holds something other than an object."""
     if isinstance(path_or_record, Mapping):
         return dict(path_or_record)
     with open(path_or_record, encoding="utf-8") as handle:
         data = json.load(handle)
     if not isinstance(data, dict):
-        raise TavError(f"{path_or_record}: expected a JSON object")
+        raise RecordError(path_or_record, "expected a JSON object")
     return data

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tav_pipeline.config import check_keys
-from tav_pipeline.errors import ConfigError
+from tav_pipeline.errors import ConfigError, MetadataError, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +234,10 @@ def categorize(df: pd.DataFrame, cfg: SampleConfig) -> pd.Series:
         Category names, aligned with ``df``'s index, named ``category``.
 
     Raises:
-        ConfigError: ``df`` has no ``text`` column.
+        RecordError: ``df`` has no ``text`` column.
     """
     if "text" not in df.columns:
-        raise ConfigError("sample", "the keyword classifier needs a 'text' column (read the CSV with source.read_metadata)")
+        raise RecordError("metadata", "the keyword classifier needs a 'text' column (read the CSV with source.read_metadata)")
     classify = KeywordClassifier(cfg.categories)
     cats = df["text"].astype(str).map(classify)
     return pd.Series(cats.to_numpy(dtype=object), index=df.index, name="category", dtype=object)
@@ -304,9 +304,9 @@ def _draw(df: pd.DataFrame, categories: pd.Series, cfg: SampleConfig) -> pd.Data
 def _check_population(df: pd.DataFrame, cfg: SampleConfig) -> None:
     missing = [c for c in ("video", "videoID", "url", "span_start", "span_end", "text") if c not in df.columns]
     if missing:
-        raise ConfigError("sample", f"metadata lacks columns {missing} (read it with source.read_metadata)")
+        raise RecordError("metadata", f"lacks columns {missing} (read it with source.read_metadata)")
     if df.empty:
-        raise ConfigError("source.metadata_csv", "the metadata has no videos to sample from")
+        raise MetadataError("metadata", "it has no videos to sample from")
     if cfg.population and len(df) != cfg.population:
         log.warning("the metadata has %d videos; the paper's split has %d (sample.population)",
                     len(df), cfg.population)
@@ -330,7 +330,7 @@ def stratified_sample(df: pd.DataFrame, cfg: SampleConfig) -> pd.DataFrame:
         The sample, sorted by ``video``, with columns :data:`SAMPLE_COLUMNS`.
 
     Raises:
-        ConfigError: ``df`` lacks columns or is empty.
+        RecordError: ``df`` lacks columns. MetadataError: it is empty.
     """
     _check_population(df, cfg)
     return _draw(df, categorize(df, cfg), cfg)

@@ -19,7 +19,7 @@ import pandas as pd
 from tav_pipeline.clips import ClipConfig, ClipRecord, extract_clip, rejection
 from tav_pipeline.cuts import CutResult
 from tav_pipeline.detectors import detect, detector_from_cuts
-from tav_pipeline.errors import BadVideoError, MissingAssetError
+from tav_pipeline.errors import BadVideoError, MissingAssetError, RecordError
 from tav_pipeline.records import read_json_object
 from tav_pipeline.threads import limit_threads
 from tav_pipeline.validation import ValidationConfig, ValidationRecord, validate_clip
@@ -205,12 +205,12 @@ def sample_videos_step(metadata_csv: str | Path, sample: dict[str, Any], sample_
 def fetch_video_step(sample_csv: str | Path, video: str, source: dict[str, Any], out_json: str | Path) -> Any:
     """Rule ``fetch_video``: find or download one sampled video; failures become a record."""
     from tav_pipeline.sample import read_sample
-    from tav_pipeline.source import SourceConfig, fetch_video
+    from tav_pipeline.video_fetch import SourceConfig, fetch_video
 
     table = read_sample(sample_csv)
     rows = table[table["video"] == video]
     if rows.empty:
-        raise KeyError(f"{video!r} is not in {sample_csv}")
+        raise RecordError(sample_csv, f"{video!r} is not in the sample")
     settings = {k: v for k, v in source.items() if k != "metadata_url"}
     record = fetch_video(rows.iloc[0], SourceConfig.from_dict(settings), Path(out_json).parent)
     record.write(out_json)
@@ -234,7 +234,7 @@ def extract_keyframes_step(
     ``scene_too_short``, a decode error, a PNG that cannot be written; or a sidecar that is not
     ``ok``) gets a record with ``status: rejected`` and the reason. Either way ``frames_dir`` is empty.
     """
-    from tav_pipeline.captions import KeyframeConfig, extract_keyframes
+    from tav_pipeline.keyframes import KeyframeConfig, extract_keyframes
 
     folder = Path(frames_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -258,7 +258,8 @@ def extract_keyframes_step(
 
 def caption_scenes_step(keyframe_jsons: Sequence[str | Path], validation_jsons: Sequence[str | Path], captions: dict[str, Any], out_jsonl: str | Path) -> list[dict[str, Any]]:
     """Rule ``caption_scenes``: BLIP captions of both scenes of every validated clip."""
-    from tav_pipeline.captions import CaptionConfig, caption_clips, records_from_keyframes
+    from tav_pipeline.captioner import CaptionConfig
+    from tav_pipeline.captions import caption_clips, records_from_keyframes
 
     records = records_from_keyframes(keyframe_jsons, validation_jsons)
     log.info("captioning %d clips (%d scenes)", len(records), 2 * len(records))

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from tav_pipeline.cuts import CutResult
 from tav_pipeline.detectors import TransitionDetector, detect, detector_from_cuts, detector_type
-from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError
+from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, RecordError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def read_generated(prompts_json: str | Path, *, model: str, checkpoint: str, che
 
     Raises:
         MissingAssetError: ``prompts.json`` or a video it lists is missing.
-        ConfigError: ``prompts.json`` is malformed.
+        RecordError: ``prompts.json`` is malformed.
     """
     pj = Path(prompts_json)
     if pj.is_dir():
@@ -80,7 +80,7 @@ def read_generated(prompts_json: str | Path, *, model: str, checkpoint: str, che
         group = str(data["group"])
         prompts = [str(p) for p in data["prompts"]]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ConfigError("generated prompts.json", f"{pj}: expected {{'group': ..., 'prompts': [...]}} ({exc})") from exc
+        raise RecordError(pj, f"expected {{'group': ..., 'prompts': [...]}} ({exc})") from exc
     videos = []
     for i, prompt in enumerate(prompts):
         path = pj.parent / f"{i}.mp4"
@@ -246,7 +246,7 @@ def count_segments_step(folder: str | Path, out_csv: str | Path, segments: dict[
     config = SegmentsConfig.from_dict(segments, cuts)
     videos = read_generated(folder, model=model, checkpoint=checkpoint)
     if not videos:
-        raise ConfigError("generated prompts.json", f"{folder} lists no prompts")
+        raise RecordError(folder, "lists no prompts")
     log.info("%s/%s/%s: %d video(s), detector %s", model, checkpoint, videos[0].group, len(videos), config.describe())
     table = evaluate_segments(videos, config)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
