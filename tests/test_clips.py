@@ -96,13 +96,18 @@ def test_extract_clip_short_side_and_odd_size(make_video, tmp_path) -> None:
     assert record.shortfall_before == pytest.approx(3.0) and record.shortfall_after == pytest.approx(1.0)
 
 
-def test_file_names_with_spaces_and_quotes(make_video, tmp_path) -> None:
+def test_file_names_with_spaces_and_quotes(make_video, tmp_path, monkeypatch) -> None:
+    """Names with quotes, spaces and shell syntax reach ffmpeg as they are. A shell would run the
+    ``touch`` in the working directory, so the test runs in an empty one and checks it stays empty."""
     src = make_video("it's a \"quoted\" name; $(touch pwned)", [("red", 2.0), ("blue", 2.0)])
     result = detect_cuts(src, CutConfig())
-    out = tmp_path / "out dir" / "it's \"x\".mp4"
+    out = tmp_path / "out dir" / "it's \"x\"; $(touch pwned_out) `touch pwned_tick`.mp4"
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     record = extract_clip(result, out, ClipConfig())
     assert out.exists() and record.frames == 96
-    assert not (tmp_path / "pwned").exists()
+    assert list(work.iterdir()) == []
 
 
 def test_extract_clip_step_writes_a_reject_instead_of_raising(tmp_path, make_video) -> None:
