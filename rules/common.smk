@@ -8,7 +8,8 @@ from tav_pipeline import assets as A
 from tav_pipeline.clips import ClipConfig, rejection
 from tav_pipeline.cuts import CutResult
 from tav_pipeline.figures import FrameStripConfig
-from tav_pipeline.metrics.vbench import VBenchConfig, weight_paths, weight_sources
+from tav_pipeline.metrics.vbench import VBenchConfig
+from tav_pipeline.metrics.vbench_weights import weight_paths, weight_sources
 from tav_pipeline.source import KEY_PATTERN
 from tav_pipeline.video_fetch import video_settings
 from tav_pipeline.tables import TablesConfig

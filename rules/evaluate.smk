@@ -4,7 +4,7 @@
 # summary of every metric.
 import os
 
-from tav_pipeline.metrics.vbench import STANDIN_MARKER
+from tav_pipeline.metrics.vbench_weights import STANDIN_MARKER
 
 # EVAL_VBENCH, EVAL_TABLES, EVAL_STRIPS and the key lists are in common.smk.
 EVAL_WEIGHTS = [str(p) for p in weight_paths(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions)]

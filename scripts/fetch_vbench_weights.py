@@ -2,6 +2,6 @@
 from tav_pipeline import logs
 
 with logs.to_file(snakemake.log[0]):
-    from tav_pipeline.metrics import vbench
+    from tav_pipeline.metrics import vbench_weights
 
-    vbench.fetch_weights_step(snakemake.params.cache_dir, snakemake.params.dimensions)
+    vbench_weights.fetch_weights_step(snakemake.params.cache_dir, snakemake.params.dimensions)

@@ -23,10 +23,12 @@ for _name in ("vbench", "clip", "pyiqa", "decord", "easydict"):
         pytest.skip(f"{_name} is not installed (see envs/vbench.yaml)", allow_module_level=True)
 
 import torch  # noqa: E402
+from _vbench_trace import trace_dynamic_degree  # noqa: E402
 
 from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
 from tav_pipeline.metrics import standin_weights as sw  # noqa: E402
 from tav_pipeline.metrics import vbench as vb  # noqa: E402
+from tav_pipeline.metrics import vbench_weights as vw  # noqa: E402
 from tav_pipeline.metrics.segments import read_generated  # noqa: E402
 
 pytestmark = pytest.mark.models
@@ -41,7 +43,7 @@ def standin(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     for stale in root.parent.glob("tav-vbench-standin-*"):
         if stale != root:  # built by an older builder: 1.7 GB each
             shutil.rmtree(stale, ignore_errors=True)
-    marker = root / vb.STANDIN_MARKER
+    marker = root / vw.STANDIN_MARKER
     if not (marker.exists() and json.loads(marker.read_text()).get("complete")):
         sw.build_standin_weights(root)
     vb.import_vbench(root)
@@ -74,27 +76,27 @@ def test_standin_files_have_the_real_formats(standin: Path) -> None:
     from vbench.third_party.RAFT.core.raft import RAFT
 
     # CLIP: a TorchScript archive with encode_image; clip.load rebuilds it with a 768-d output
-    archive = torch.jit.load(str(standin / vb.CLIP_VIT_L14), map_location="cpu")
+    archive = torch.jit.load(str(standin / vw.CLIP_VIT_L14), map_location="cpu")
     assert isinstance(archive, torch.jit.ScriptModule) and hasattr(archive, "encode_image")
     assert {"input_resolution", "context_length", "vocab_size"} <= set(archive.state_dict())
-    model, _ = clip.load(str(standin / vb.CLIP_VIT_L14), device="cpu")
+    model, _ = clip.load(str(standin / vw.CLIP_VIT_L14), device="cpu")
     assert model.encode_image(torch.zeros(1, 3, 224, 224)).shape == (1, 768)
     # aesthetic head: nn.Linear(768, 1)
-    head = torch.load(standin / vb.AESTHETIC_HEAD)
+    head = torch.load(standin / vw.AESTHETIC_HEAD)
     assert {k: tuple(v.shape) for k, v in head.items()} == {"weight": (1, 768), "bias": (1,)}
     # RAFT: DataParallel prefixes, loads strictly into vbench's full-size RAFT
-    raft_sd = torch.load(standin / vb.RAFT_THINGS)
+    raft_sd = torch.load(standin / vw.RAFT_THINGS)
     assert all(k.startswith("module.") for k in raft_sd)
     RAFT(EasyDict(small=False, mixed_precision=False, alternate_corr=False)).load_state_dict({k[7:]: v for k, v in raft_sd.items()})
     # MUSIQ: pyiqa loads it strictly with vbench's constructor call
-    MUSIQ(pretrained_model_path=str(standin / vb.MUSIQ_SPAQ))
+    MUSIQ(pretrained_model_path=str(standin / vw.MUSIQ_SPAQ))
     # ViCLIP: {"model": state_dict}, every tensor finite (ViCLIP leaves some torch.empty)
-    ckpt = torch.load(standin / vb.VICLIP, map_location="cpu", mmap=True)
+    ckpt = torch.load(standin / vw.VICLIP, map_location="cpu", mmap=True)
     assert set(ckpt) == {"model"}
     assert "text_encoder.positional_embedding" in ckpt["model"]
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert sum(v.numel() for v in ckpt["model"].values()) > 400e6  # full size, as vbench builds it
-    assert json.loads((standin / vb.STANDIN_MARKER).read_text())["complete"] is True
+    assert json.loads((standin / vw.STANDIN_MARKER).read_text())["complete"] is True
 
 
 def test_all_four_dimensions_through_vbench_evaluate(standin: Path, videos: Path, tmp_path: Path) -> None:
@@ -116,9 +118,9 @@ def test_all_four_dimensions_through_vbench_evaluate(standin: Path, videos: Path
     # overall consistency: a cosine similarity
     assert -1.0 <= row["overall_consistency"] <= 1.0 and result.overall["overall_consistency"] == pytest.approx(row["overall_consistency"])
     # aesthetic quality recomputed by hand: mean over frames of head(normalise(CLIP(frame))) / 10
-    model, _ = clip.load(str(standin / vb.CLIP_VIT_L14), device="cpu")
+    model, _ = clip.load(str(standin / vw.CLIP_VIT_L14), device="cpu")
     head = torch.nn.Linear(768, 1)
-    head.load_state_dict(torch.load(standin / vb.AESTHETIC_HEAD))
+    head.load_state_dict(torch.load(standin / vw.AESTHETIC_HEAD))
     from vbench.utils import clip_transform
 
     frames = torch.from_numpy(_frames(videos / "m/baseline/B/0.mp4")).permute(0, 3, 1, 2)
@@ -148,7 +150,7 @@ def test_subset_of_dimensions_and_per_video_means(standin: Path, videos: Path, t
 
 def test_static_video_dynamic_degree_is_false_with_zero_magnitudes(standin: Path, videos: Path) -> None:
     path = videos / "m/baseline/B/0.mp4"
-    trace = vb.trace_dynamic_degree(path, standin / vb.RAFT_THINGS)
+    trace = trace_dynamic_degree(path, standin / vw.RAFT_THINGS)
     assert trace.frames == FRAMES
     assert trace.magnitudes == [0.0] * (FRAMES - 1)  # zero flow, exactly
     assert trace.threshold == pytest.approx(6.0 * 128 / 256)  # 3 px for 128 px frames
@@ -166,21 +168,21 @@ def test_flow_above_threshold_makes_a_video_dynamic(standin: Path, videos: Path,
     expected = sw.expected_raft_magnitude((0.025, 0.0))
     assert expected == pytest.approx(4.0)
     path = videos / "m/baseline/B/0.mp4"
-    trace = vb.trace_dynamic_degree(path, raft)
+    trace = trace_dynamic_degree(path, raft)
     assert trace.magnitudes == pytest.approx([expected] * (FRAMES - 1), abs=1e-3)
     assert trace.moving is True
     # vbench's own DynamicDegree.infer reaches the same verdict
     dynamic = DynamicDegree(EasyDict(model=str(raft), small=False, mixed_precision=False, alternate_corr=False), "cpu")
     assert dynamic.infer(str(path)) is True
     # 2.4 px is under the 3 px threshold: static again
-    low = vb.trace_dynamic_degree(path, sw.build_raft(tmp_path / "low.pth", flow_bias=(0.0, 0.015)))
+    low = trace_dynamic_degree(path, sw.build_raft(tmp_path / "low.pth", flow_bias=(0.0, 0.015)))
     assert low.magnitudes == pytest.approx([2.4] * (FRAMES - 1), abs=1e-3) and low.moving is False
 
 
 def test_small_frames_make_raft_flow_nan(standin: Path, tmp_path: Path) -> None:
     """Below 128 px RAFT's pyramid collapses and vbench silently calls the video static."""
     pj = write_group(tmp_path, "m", "baseline", "A", [[]], frames=5, size=64)
-    trace = vb.trace_dynamic_degree(pj.parent / "0.mp4", standin / vb.RAFT_THINGS)
+    trace = trace_dynamic_degree(pj.parent / "0.mp4", standin / vw.RAFT_THINGS)
     assert all(math.isnan(m) for m in trace.magnitudes) and trace.moving is False
     assert vb.raft_flow_undefined(64, 64) and vb.raft_flow_undefined(120, 240)
     assert not vb.raft_flow_undefined(128, 128) and not vb.raft_flow_undefined(124, 300)
@@ -209,32 +211,32 @@ def test_missing_weight_names_file_and_rule(standin: Path, tmp_path: Path) -> No
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(MissingAssetError) as err:
-        vb.check_weights(empty, ["imaging_quality"])
-    assert str(empty / vb.MUSIQ_SPAQ) in str(err.value) and "fetch_vbench_weights" in str(err.value)
+        vw.check_weights(empty, ["imaging_quality"])
+    assert str(empty / vw.MUSIQ_SPAQ) in str(err.value) and "fetch_vbench_weights" in str(err.value)
     config = vb.VBenchConfig(cache_dir=str(empty), weights="standin")
     with pytest.raises(MissingAssetError, match="build_standin_vbench_weights"):
-        vb.check_weights(config.cache_dir, config.dimensions, config.rule)
+        vw.check_weights(config.cache_dir, config.dimensions, config.rule)
     assert list(empty.iterdir()) == []  # nothing was downloaded
 
 
 def test_fetch_without_network_is_a_clear_error(standin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(vb.WEIGHT_URLS, vb.MUSIQ_SPAQ, "http://127.0.0.1:9/musiq.pth")
+    monkeypatch.setitem(vw.WEIGHT_URLS, vw.MUSIQ_SPAQ, "http://127.0.0.1:9/musiq.pth")
     with pytest.raises(MissingAssetError) as err:
-        vb.fetch_weights(tmp_path, ["imaging_quality"], timeout=5)
+        vw.fetch_weights(tmp_path, ["imaging_quality"], timeout=5)
     assert "musiq_spaq_ckpt-358bb6af.pth" in str(err.value) and "127.0.0.1:9" in str(err.value)
-    assert not (tmp_path / vb.MUSIQ_SPAQ).exists()
+    assert not (tmp_path / vw.MUSIQ_SPAQ).exists()
     assert [p.name for p in tmp_path.rglob("*")] == ["pyiqa_model"]  # no partial download left
 
 
 def test_fetch_downloads_and_records(standin: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a file:// URL stands in for the network; the BPE vocabulary is copied from the clip package
-    monkeypatch.setitem(vb.WEIGHT_URLS, vb.MUSIQ_SPAQ, (standin / vb.MUSIQ_SPAQ).as_uri())
-    done = vb.fetch_weights(tmp_path, ["imaging_quality"])
-    assert done == [tmp_path / vb.MUSIQ_SPAQ]
-    assert (tmp_path / vb.MUSIQ_SPAQ).read_bytes() == (standin / vb.MUSIQ_SPAQ).read_bytes()
-    record = json.loads((tmp_path / vb.FETCH_MARKER).read_text())
-    assert record["files"][vb.MUSIQ_SPAQ]["bytes"] == (standin / vb.MUSIQ_SPAQ).stat().st_size
-    assert vb.check_weights(tmp_path, ["imaging_quality"]) == "official"
+    monkeypatch.setitem(vw.WEIGHT_URLS, vw.MUSIQ_SPAQ, (standin / vw.MUSIQ_SPAQ).as_uri())
+    done = vw.fetch_weights(tmp_path, ["imaging_quality"])
+    assert done == [tmp_path / vw.MUSIQ_SPAQ]
+    assert (tmp_path / vw.MUSIQ_SPAQ).read_bytes() == (standin / vw.MUSIQ_SPAQ).read_bytes()
+    record = json.loads((tmp_path / vw.FETCH_MARKER).read_text())
+    assert record["files"][vw.MUSIQ_SPAQ]["bytes"] == (standin / vw.MUSIQ_SPAQ).stat().st_size
+    assert vw.check_weights(tmp_path, ["imaging_quality"]) == "official"
     # stand-ins are never built over fetched weights
     with pytest.raises(ConfigError, match="not stand-ins"):
         sw.build_standin_weights(tmp_path, ["imaging_quality"])
@@ -242,7 +244,7 @@ def test_fetch_downloads_and_records(standin: Path, tmp_path: Path, monkeypatch:
 
 def test_fetch_refuses_a_standin_folder(standin: Path) -> None:
     with pytest.raises(ConfigError, match="stand-in"):
-        vb.fetch_weights(standin, ["imaging_quality"])
+        vw.fetch_weights(standin, ["imaging_quality"])
 
 
 def test_cache_dir_is_fixed_once_vbench_is_imported(standin: Path, tmp_path: Path) -> None:
@@ -252,11 +254,11 @@ def test_cache_dir_is_fixed_once_vbench_is_imported(standin: Path, tmp_path: Pat
 
 
 def test_standin_builder_never_overwrites_official_weights(tmp_path: Path) -> None:
-    (tmp_path / vb.RAFT_THINGS).parent.mkdir(parents=True)
-    (tmp_path / vb.RAFT_THINGS).write_bytes(b"official weights")
+    (tmp_path / vw.RAFT_THINGS).parent.mkdir(parents=True)
+    (tmp_path / vw.RAFT_THINGS).write_bytes(b"official weights")
     with pytest.raises(ConfigError, match="not stand-ins"):
         sw.build_standin_weights(tmp_path, ["dynamic_degree"])
-    assert (tmp_path / vb.RAFT_THINGS).read_bytes() == b"official weights"
+    assert (tmp_path / vw.RAFT_THINGS).read_bytes() == b"official weights"
 
 
 def test_config_validation() -> None:
@@ -267,4 +269,4 @@ def test_config_validation() -> None:
         vb.VBenchConfig.from_dict({"dimensions": ["subject_consistency"]})
     with pytest.raises(ConfigError, match="unknown key"):
         sw.StandinConfig.from_dict({"raft_bias": [0, 0]})
-    assert vb.required_files(["aesthetic_quality", "overall_consistency"]) == [vb.CLIP_VIT_L14, vb.AESTHETIC_HEAD, vb.VICLIP, vb.BPE_VOCAB]
+    assert vw.required_files(["aesthetic_quality", "overall_consistency"]) == [vw.CLIP_VIT_L14, vw.AESTHETIC_HEAD, vw.VICLIP, vw.BPE_VOCAB]

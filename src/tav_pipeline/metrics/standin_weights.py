@@ -4,7 +4,7 @@ With these in ``VBENCH_CACHE_DIR`` the real vbench code path (model construction
 loading, preprocessing, forward passes, scoring arithmetic) runs on a CPU with no network, which is
 what the tests and the demo need. The **scores carry no information** about the videos (except
 where noted below); every result computed with them says ``weights: standin`` (the folder holds
-:data:`~tav_pipeline.metrics.vbench.STANDIN_MARKER`).
+:data:`~tav_pipeline.metrics.vbench_weights.STANDIN_MARKER`).
 
 =======================  ==========================================================================
 file                     stand-in
@@ -54,7 +54,7 @@ from typing import Any
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError, MissingAssetError
-from tav_pipeline.metrics.vbench import (
+from tav_pipeline.metrics.vbench_weights import (
     AESTHETIC_HEAD,
     BPE_VOCAB,
     CLIP_VIT_L14,
