@@ -12,6 +12,8 @@ Rows (each in its own process, on the same weights, latent cache and shape):
   the final save (about 30 GB at this size) is left out. Seconds per step are the trainer's own
   ``losses.tsv`` column (the whole step, data loading included), median after ``--warmup``.
 * ``rule_auto``: the same with ``train.gradient_checkpointing: auto`` (its decision is printed).
+* ``rule_plain``, ``rule_plain_auto``: the same two with ``train.distributed: plain`` (accelerate's
+  bf16 autocast over fp32 weights, no DeepSpeed; the same math in one process).
 * ``bare_ckpt`` / ``bare``: the floor. A plain loop over the same transformer: fp32 weights under
   bf16 autocast, the same draws (posterior sample, noise, uniform timestep), v target with min-SNR-5
   weights, backward, gradient clipping at 1.0, fused AdamW, a foreach-lerp fp32 EMA, one host sync
@@ -249,8 +251,11 @@ def run_row(name: str, args: argparse.Namespace, pipe: Path, tav: Path, latents:
     out = work / f"{name}.json"
     steps = args.warmup + args.steps + (args.profile if name == "rule" else 0)
     if name.startswith("rule"):
-        checkpointing: Any = "auto" if name == "rule_auto" else True
-        cfg = TrainConfig.from_dict(train_settings(pipe, args.smoke, steps, checkpointing))
+        checkpointing: Any = "auto" if name.endswith("_auto") else True
+        train = train_settings(pipe, args.smoke, steps, checkpointing)
+        if name.startswith("rule_plain"):
+            train["distributed"] = "plain"  # the rule's path without DeepSpeed (accelerate's bf16 autocast)
+        cfg = TrainConfig.from_dict(train)
         plan = plan_job(tav, latents, None, work / name, cfg, 1)
         plan_path = plan.write(work / name / "plan.json")
         files = write_launch_files(work / name / "launch", cfg, use_cpu=args.smoke, num_processes=1)
@@ -302,7 +307,7 @@ def render(rows: list[dict[str, Any]], header: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", default="rule,rule_auto,bare_ckpt,bare")
+    ap.add_argument("--rows", default="rule,rule_auto,rule_plain,rule_plain_auto,bare_ckpt,bare")
     ap.add_argument("--steps", type=int, default=15, help="timed steps per row")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--profile", type=int, default=3, help="profiled steps after the timed ones (rule row)")
@@ -339,9 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = TrainConfig.from_dict(train_settings(pipe, args.smoke, 1, True))
     tav = make_clips(work / "clips", args.clips, size=cfg.height)
     cache_latents(tav, str(pipe), work / "latents", cfg)
-    rows = [run_row(name, args, pipe, tav, work / "latents", work / "rows") for name in args.rows.split(",")]
-    failed = [r["row"] for r in rows if "failed" in r]
-    rows = [r for r in rows if "failed" not in r]
+    done: list[dict[str, Any]] = []
+    for name in args.rows.split(","):
+        done.append(run_row(name, args, pipe, tav, work / "latents", work / "rows"))
+        if args.out:  # what is measured so far, in case a later row does not finish
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / ("train_overhead.smoke.json" if args.smoke else "train_overhead.json")).write_text(
+                json.dumps(done, indent=1) + "\n"
+            )
+    failed = [r["row"] for r in done if "failed" in r]
+    rows = [r for r in done if "failed" not in r]
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})"
     import accelerate
     import diffusers
