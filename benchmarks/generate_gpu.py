@@ -112,8 +112,9 @@ def floor_videos(pipe: Any, prompts: list[str], run: Any, batch: int) -> tuple[l
             cond, uncond = pipe.encode_prompt(prompt=chunk, negative_prompt=[""] * n, do_classifier_free_guidance=True,
                                               max_sequence_length=cfg.max_text_seq_length, device=device, dtype=dtype)
             text = torch.cat([uncond, cond])
-            latents = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(run.seed + first + k))
-                                 for k in range(n)]).to(device, dtype) * scheduler.init_noise_sigma
+            # drawn as the pipeline draws them (diffusers' randn_tensor): on the CPU, in the model's dtype
+            latents = torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(run.seed + first + k),
+                                             dtype=dtype) for k in range(n)]).to(device) * scheduler.init_noise_sigma
             scheduler.set_timesteps(run.num_inference_steps, device=device)
             for t in scheduler.timesteps:
                 x = scheduler.scale_model_input(torch.cat([latents, latents]), t)

@@ -70,10 +70,13 @@ def train_settings(pipe: Path, smoke: bool, steps: int, checkpointing: Any) -> d
 def rule_worker(args: argparse.Namespace) -> None:
     """Inside ``accelerate launch``: run_training on the plan with the final save left out, the
     phases annotated for the profiler."""
+    import logging
+
     import torch
 
     from tav_pipeline.train import loop
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     plan = loop.TrainPlan.read(args.plan)
     rows: list[dict[str, Any]] = []
     decision: list[bool] = []
