@@ -212,3 +212,56 @@ def test_several_processes_need_the_launcher(tmp_path: Path, tav_json: Path, lat
     train = tiny_train(tiny_model, epochs=[1], distributed="deepspeed", num_gpus=2)
     with pytest.raises(ConfigError, match="launcher"):
         train_model_step(tav_json, latents, None, tmp_path / "e1", tmp_path / "w", train, 1, launch=False)
+
+
+def test_checkpointing_on_off_and_auto_give_the_same_loss_per_step(
+    tmp_path: Path, tav_json: Path, latents: Path, tiny_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gradient checkpointing recomputes activations and changes no number: the tiny model trains the
+    same four steps with it on, off and ``auto`` (off on a CPU, and logged so)."""
+    losses = {}
+    for setting in (True, False, "auto"):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="tav_pipeline.train.loop"):
+            out = _train(tmp_path / str(setting), tav_json, latents, tiny_model, [1], gradient_checkpointing=setting)[1]
+        decisions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gradient checkpointing")]
+        assert decisions == [f"gradient checkpointing {'on' if setting is True else 'off'} ("
+                             + ("auto on a CPU: memory is not the limit there)" if setting == "auto"
+                                else "train.gradient_checkpointing is set)")]
+        losses[setting] = [float(r["loss"]) for r in csv.DictReader((out / "losses.tsv").open(), delimiter="\t")]
+    assert len(losses[True]) == 4 and len(set(losses[True])) == 4
+    assert losses[False] == pytest.approx(losses[True], rel=1e-5, abs=1e-7)
+    assert losses["auto"] == losses[False]
+
+
+def test_auto_checkpointing_decides_from_the_probe_and_the_state_estimate() -> None:
+    from tav_pipeline.train.loop import checkpointing_decision
+
+    gib = 2**30
+    h200, small = 139 * gib, 40 * gib
+    paper = dict(parameters=1_693_783_872, deepspeed=True, processes=1, ema=True)  # CogVideoX-2B, ZeRO-2, EMA
+    # ZeRO-2 in one process: 24 B a parameter (37.9 GiB) + a 6 GiB step fits an H200 ...
+    on, why = checkpointing_decision("auto", device_type="cuda", probe_bytes=6 * gib, total_bytes=h200, **paper)
+    assert not on and "estimated 43.9 GiB" in why and "fits in" in why
+    # ... not a 40 GiB card, where two processes halve the sharded 16 B and it fits again
+    assert checkpointing_decision("auto", device_type="cuda", probe_bytes=6 * gib, total_bytes=small, **paper)[0]
+    two = dict(paper, processes=2)
+    assert not checkpointing_decision("auto", device_type="cuda", probe_bytes=2 * gib, total_bytes=small, **two)[0]
+    # without EMA the plain path needs 16 B a parameter instead of 20
+    plain = dict(paper, deepspeed=False, ema=False)
+    assert not checkpointing_decision("auto", device_type="cuda", probe_bytes=6 * gib, total_bytes=small, **plain)[0]
+    assert checkpointing_decision("auto", device_type="cuda", probe_bytes=6 * gib, total_bytes=small,
+                                  **dict(plain, ema=True))[0]
+    # a probe that ran out of memory means on; a CPU means off; true/false are taken as set
+    assert checkpointing_decision("auto", device_type="cuda", probe_bytes=None, total_bytes=h200, **paper)[0]
+    assert not checkpointing_decision("auto", device_type="cpu", probe_bytes=0, total_bytes=0, **paper)[0]
+    assert checkpointing_decision(True, device_type="cpu", probe_bytes=0, total_bytes=0, **paper)[0]
+    assert not checkpointing_decision(False, device_type="cuda", probe_bytes=None, total_bytes=h200, **paper)[0]
+
+
+def test_gradient_checkpointing_takes_true_false_or_auto(tiny_model: Path) -> None:
+    from tav_pipeline.train.config import TrainConfig
+
+    assert TrainConfig.from_dict(tiny_train(tiny_model, gradient_checkpointing="auto")).gradient_checkpointing == "auto"
+    with pytest.raises(ConfigError, match="train.gradient_checkpointing"):
+        TrainConfig.from_dict(tiny_train(tiny_model, gradient_checkpointing="sometimes"))

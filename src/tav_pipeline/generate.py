@@ -131,6 +131,9 @@ class DiffusersRun:
     """Further ``__call__`` arguments; the pipeline must take every one."""
     optional_kwargs: Mapping[str, Any] = field(default_factory=dict)
     """Further ``__call__`` arguments passed only where the pipeline takes them."""
+    batch_size: int = 1
+    """Prompts per pipeline call (``generate.diffusers.batch_size``); each video keeps its own
+    generator, so the batch size changes no video."""
 
     def key(self, setting: str) -> str:
         """The config key ``setting`` comes from."""
@@ -182,6 +185,7 @@ class DiffusersRun:
             },
             # a CogVideoX argument, recorded in every manifest of the section
             optional_kwargs={"use_dynamic_cfg": s.use_dynamic_cfg},
+            batch_size=s.batch_size,
         )
 
     @classmethod
@@ -341,7 +345,10 @@ def call_arguments(pipe: Any, run: DiffusersRun) -> dict[str, Any]:
 
 
 def generate_group(pipe: Any, prompts: Sequence[str], out_dir: str | Path, run: DiffusersRun) -> list[Path]:
-    """Generate ``{i}.mp4`` for every prompt, seed ``run.seed + i``, at ``run.fps``.
+    """Generate ``{i}.mp4`` for every prompt, seed ``run.seed + i``, at ``run.fps``, ``run.batch_size``
+    prompts per pipeline call. Every prompt of a call has its own CPU generator (the pipeline draws
+    each video's initial noise, and any sampler noise, from its own), so video ``i`` is the same
+    whatever the batch size.
 
     Raises:
         ConfigError: the pipeline made another frame count or size than the run asks for (the
@@ -356,20 +363,26 @@ def generate_group(pipe: Any, prompts: Sequence[str], out_dir: str | Path, run: 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, prompt in enumerate(tqdm(prompts, desc=f"generate {run.model} {out.name}", unit="video")):
-        generator = torch.Generator(device="cpu").manual_seed(run.seed + i)
+    size = max(1, run.batch_size)
+    bar = tqdm(total=len(prompts), desc=f"generate {run.model} {out.name}", unit="video")
+    for first in range(0, len(prompts), size):
+        batch = list(prompts[first : first + size])
+        generators = [torch.Generator(device="cpu").manual_seed(run.seed + first + k) for k in range(len(batch))]
         with torch.no_grad():
-            frames = pipe(prompt=prompt, generator=generator, **shared).frames[0]
-        video = (np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-        if video.shape[:3] != (run.num_frames, run.height, run.width):
-            raise ConfigError(
-                run.key("num_frames"),
-                f"{type(pipe).__name__} made {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]}, not "
-                f"{run.num_frames} of {run.height}x{run.width}: the model takes another frame count or size",
-            )
-        path = out / f"{i}.mp4"
-        encode_frames(list(video), path, fps=float(run.fps))
-        paths.append(path)
+            videos = pipe(prompt=batch, generator=generators, **shared).frames
+        for k, frames in enumerate(videos):
+            video = (np.clip(np.asarray(frames, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            if video.shape[:3] != (run.num_frames, run.height, run.width):
+                raise ConfigError(
+                    run.key("num_frames"),
+                    f"{type(pipe).__name__} made {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]}, not "
+                    f"{run.num_frames} of {run.height}x{run.width}: the model takes another frame count or size",
+                )
+            path = out / f"{first + k}.mp4"
+            encode_frames(list(video), path, fps=float(run.fps))
+            paths.append(path)
+        bar.update(len(batch))
+    bar.close()
     return paths
 
 

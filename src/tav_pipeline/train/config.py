@@ -183,7 +183,11 @@ class TrainConfig:
     use_ema: bool = True
     ema_decay: float = 0.9999
     ema_start_step: int = 0
-    gradient_checkpointing: bool = True
+    gradient_checkpointing: bool | Literal["auto"] = True
+    """Recompute activations in the backward pass (paper: on). ``auto`` (diffusers backend): off
+    when a measured probe says the step fits the GPU without it, on otherwise; off on a CPU
+    (:func:`tav_pipeline.train.loop.resolve_checkpointing`). The Open-Sora-Plan backend reads
+    ``auto`` as on."""
     snr_gamma: float = 5.0
     """Min-SNR weighting (0 turns it off: plain MSE)."""
     prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
@@ -225,6 +229,10 @@ class TrainConfig:
             raise ConfigError("train.mixed_precision", f"unknown value {self.mixed_precision!r}")
         if self.prediction_type not in ("v_prediction", "epsilon"):
             raise ConfigError("train.prediction_type", f"unknown value {self.prediction_type!r}")
+        if self.gradient_checkpointing not in (True, False, "auto"):
+            raise ConfigError(
+                "train.gradient_checkpointing", f"unknown value {self.gradient_checkpointing!r} (true, false or auto)"
+            )
         if self.distributed not in ("deepspeed", "plain"):
             raise ConfigError("train.distributed", f"unknown value {self.distributed!r} (deepspeed or plain)")
         if self.zero_stage not in (0, 1, 2):
@@ -308,6 +316,8 @@ class DiffusersSampling:
     device: str = "auto"
     dtype: str = "auto"
     """``auto``: bfloat16 on CUDA, float32 on CPU."""
+    batch_size: int = 1
+    """Prompts per pipeline call; video ``i`` keeps its own generator (seed ``seed + i``)."""
 
 
 @dataclass(frozen=True)

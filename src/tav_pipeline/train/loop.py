@@ -314,6 +314,117 @@ class Trainer:
         return loss, weights
 
 
+STATE_BYTES_PER_PARAMETER = {"plain": 20.0, "deepspeed": 8.0, "deepspeed_sharded": 16.0}
+"""Training state per transformer parameter, the estimate ``gradient_checkpointing: auto`` adds to
+its measured probe. ``plain``: fp32 weights, fp32 gradients, Adam's two moments, the fp32 EMA copy
+(4 + 4 + 8 + 4). DeepSpeed ZeRO-2: bf16 weights and gradients, the fp32 EMA copy (2 + 2 + 4) in
+every process, plus the fp32 master weights and Adam's moments (4 + 4 + 8), divided among the
+processes."""
+AUTO_MEMORY_MARGIN = 0.85
+"""``auto`` keeps checkpointing off only when the estimate stays under this share of the GPU's memory
+(allocator fragmentation, DeepSpeed's buckets and the CUDA context take the rest)."""
+
+
+def checkpointing_decision(
+    setting: bool | str,
+    *,
+    device_type: str,
+    probe_bytes: int | None,
+    parameters: int,
+    deepspeed: bool,
+    processes: int,
+    ema: bool,
+    total_bytes: int,
+) -> tuple[bool, str]:
+    """Whether to checkpoint, and why. ``probe_bytes``: the memory one forward and backward at the
+    training shape took beyond the weights, without checkpointing (``None``: the probe ran out of
+    memory). ``auto`` is off on a CPU; on a GPU it is off when the probe plus the training state
+    (:data:`STATE_BYTES_PER_PARAMETER`) fit in :data:`AUTO_MEMORY_MARGIN` of ``total_bytes``."""
+    if setting is True or setting is False:
+        return bool(setting), "train.gradient_checkpointing is set"
+    if device_type != "cuda":
+        return False, "auto on a CPU: memory is not the limit there"
+    if probe_bytes is None:
+        return True, "auto: one step without checkpointing did not fit in the probe"
+    if deepspeed:
+        per_param = STATE_BYTES_PER_PARAMETER["deepspeed"] + STATE_BYTES_PER_PARAMETER["deepspeed_sharded"] / processes
+    else:
+        per_param = STATE_BYTES_PER_PARAMETER["plain"]
+    if not ema:
+        per_param -= 4.0
+    need = parameters * per_param + probe_bytes
+    fits = need <= AUTO_MEMORY_MARGIN * total_bytes
+    why = (
+        f"auto: estimated {need / 2**30:.1f} GiB (state {parameters * per_param / 2**30:.1f} + probed step "
+        f"{probe_bytes / 2**30:.1f}) {'fits in' if fits else 'exceeds'} {AUTO_MEMORY_MARGIN:.0%} of "
+        f"{total_bytes / 2**30:.1f} GiB"
+    )
+    return not fits, why
+
+
+def probe_step_memory(cfg: TrainConfig, family: Any, transformer: Any, device: Any) -> int | None:
+    """Bytes one forward and backward of ``transformer`` (on ``device``, checkpointing off) takes at
+    the training shape and batch beyond its weights: activations plus gradients, measured with
+    ``torch.cuda.max_memory_allocated`` (the gradients are counted again in the state estimate,
+    so the estimate errs towards checkpointing). ``None`` when it runs out of memory (then nothing is left
+    allocated)."""
+    import torch
+
+    from tav_pipeline.train.latents import max_sequence_length
+
+    config = transformer.config
+    frames = (cfg.num_frames - 1) // family.temporal_compression + 1
+    spatial = getattr(family, "vae_spatial", 8)
+    shape = (cfg.batch_size, frames, config.in_channels, cfg.height // spatial, cfg.width // spatial)
+    text = (cfg.batch_size, max_sequence_length(cfg, config), config.text_embed_dim)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
+    transformer.to(device)
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    result: int | None
+    try:
+        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            noisy = torch.randn(shape, device=device)
+            timesteps = torch.full((cfg.batch_size,), 500, device=device, dtype=torch.long)
+            embeds = torch.randn(text, device=device)
+            out = family.denoise(transformer, config, noisy, timesteps, embeds, height=cfg.height, width=cfg.width)
+            out.float().square().mean().backward()
+        torch.cuda.synchronize(device)
+        result = torch.cuda.max_memory_allocated(device) - before
+    except torch.cuda.OutOfMemoryError:
+        result = None
+    transformer.zero_grad(set_to_none=True)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    return result
+
+
+def resolve_checkpointing(cfg: TrainConfig, accelerator: Any, family: Any, transformer: Any) -> bool:
+    """``train.gradient_checkpointing`` as a yes/no for this run; ``auto`` probes one step on the GPU
+    (:func:`probe_step_memory`, :func:`checkpointing_decision`). Logs the decision."""
+    import torch
+
+    device = accelerator.device
+    probe: int | None = 0
+    total = 0
+    if cfg.gradient_checkpointing == "auto" and device.type == "cuda":
+        probe = probe_step_memory(cfg, family, transformer, device)
+        total = torch.cuda.get_device_properties(device).total_memory
+    on, why = checkpointing_decision(
+        cfg.gradient_checkpointing,
+        device_type=device.type,
+        probe_bytes=probe,
+        parameters=sum(p.numel() for p in transformer.parameters()),
+        deepspeed=accelerator.distributed_type.name == "DEEPSPEED",
+        processes=accelerator.num_processes,
+        ema=cfg.use_ema,
+        total_bytes=total,
+    )
+    log.info("gradient checkpointing %s (%s)", "on" if on else "off", why)
+    return on
+
+
 def prepare_trainer(
     cfg: TrainConfig, accelerator: Any, family: Any, scheduler: Any, transformer: Any, total_steps: int
 ) -> Trainer:
@@ -325,7 +436,7 @@ def prepare_trainer(
 
     family.check_shape(transformer.config, cfg.num_frames, cfg.height, cfg.width)
     transformer.requires_grad_(True)
-    if cfg.gradient_checkpointing:
+    if resolve_checkpointing(cfg, accelerator, family, transformer):
         transformer.enable_gradient_checkpointing()
     transformer.train()
     model_cls = type(transformer)
@@ -337,6 +448,7 @@ def prepare_trainer(
             update_after_step=cfg.ema_start_step,
             model_cls=model_cls,
             model_config=transformer.config,
+            foreach=True,  # one multi-tensor update instead of three kernels per parameter
         )
     optimizer = torch.optim.AdamW(
         transformer.parameters(),
@@ -344,6 +456,8 @@ def prepare_trainer(
         betas=(cfg.adam_beta1, cfg.adam_beta2),
         weight_decay=cfg.adam_weight_decay,
         eps=cfg.adam_epsilon,
+        # one kernel per step on the GPU (under DeepSpeed: on its flat fp32 partition)
+        fused=accelerator.device.type == "cuda",
     )
     lr_scheduler = get_scheduler(
         cfg.lr_scheduler, optimizer=optimizer, num_warmup_steps=cfg.lr_warmup_steps, num_training_steps=total_steps
@@ -494,6 +608,7 @@ def run_training(plan: TrainPlan) -> Path:
         num_workers=d.dataloader_num_workers,
         generator=torch.Generator(),
         persistent_workers=False,
+        pin_memory=accelerator.device.type == "cuda",  # lets the copies below run asynchronously
     )
     save_steps = set(job.save_steps(cfg.checkpointing_steps))
     rows = _previous_losses(plan.resume_dir)
@@ -506,33 +621,39 @@ def run_training(plan: TrainPlan) -> Path:
         disable=not accelerator.is_local_main_process,
     )
     log_every = max(1, job.steps_per_epoch // 10)
+    t0 = time.time()
     for batch in loader:
-        t0 = time.time()
         if encoders is None:
-            moments = batch["params"].to(accelerator.device)
-            embeds = batch["embeds"].to(accelerator.device)
+            moments = batch["params"].to(accelerator.device, non_blocking=True)
+            embeds = batch["embeds"].to(accelerator.device, non_blocking=True)
         else:
             moments = family.encode_video(encoders, batch["video"])
             embeds = family.encode_prompts(encoders, list(batch["prompt"]), seq_len)
         latents, noise, timesteps = trainer.draws(moments, batch["seed"], scaling)
         loss, weights = trainer.step(latents, noise, timesteps, embeds)
         step += 1
-        value = float(accelerator.gather(loss.detach().reshape(1)).mean())
+        # one device-to-host copy (one synchronisation) per step: the loss averaged over the
+        # processes, this process's first timestep and weight
+        stats = torch.stack([loss.detach().float().reshape(()), timesteps[0].float(), weights[0].float()])
+        losses, (timestep, weight) = accelerator.gather(stats[:1]), stats[1:].tolist()
+        value = float(losses.mean())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss is {value} at step {step}")
+        now = time.time()
         rows.append(
             {
                 "step": step,
                 "epoch": round(job.epoch_at(step), 4),
                 "loss": value,
-                "timestep": int(timesteps[0]),
-                "weight": float(weights[0]),
+                "timestep": int(timestep),
+                "weight": weight,
                 "lr": trainer.lr_scheduler.get_last_lr()[0],
                 "clip": int(batch["clip"][0]),
                 "dropped": int(bool(batch["dropped"][0])),
-                "seconds": round(time.time() - t0, 4),
+                "seconds": round(now - t0, 4),  # the whole step, data loading included
             }
         )
+        t0 = now
         bar.update(1)
         bar.set_postfix(loss=f"{value:.4f}")
         if step % log_every == 0:
@@ -541,11 +662,12 @@ def run_training(plan: TrainPlan) -> Path:
                 step,
                 job.epoch_at(step),
                 value,
-                int(timesteps[0]),
-                float(weights[0]),
+                int(timestep),
+                weight,
             )
         if step in save_steps:
             _save(accelerator, work, step, plan, cfg, rows, time.time() - started)
+            t0 = time.time()
     bar.close()
     if step != job.end_step:
         raise RuntimeError(f"the data stream ended at step {step}, expected {job.end_step}")
