@@ -246,6 +246,15 @@ def bare_worker(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- driver
 
 
+ZERO_VARIANTS: dict[str, dict[str, Any]] = {
+    "ov0": {"overlap_comm": False},
+    "cg0": {"contiguous_gradients": False},
+    "bk2e9": {"reduce_bucket_size": 2e9, "allgather_bucket_size": 2e9},
+}
+"""Row-name tokens (``rule_ov0_cg0``) that change the rule's ZeRO settings, to find what one
+process pays for them."""
+
+
 def run_row(name: str, args: argparse.Namespace, pipe: Path, tav: Path, latents: Path, work: Path) -> dict[str, Any]:
     from tav_pipeline.train.accelerate_config import launch_env, write_launch_files
     from tav_pipeline.train.config import TrainConfig
@@ -262,6 +271,11 @@ def run_row(name: str, args: argparse.Namespace, pipe: Path, tav: Path, latents:
         plan = plan_job(tav, latents, None, work / name, cfg, 1)
         plan_path = plan.write(work / name / "plan.json")
         files = write_launch_files(work / name / "launch", cfg, use_cpu=args.smoke, num_processes=1)
+        zero = {k: v for t in name.split("_")[1:] for k, v in ZERO_VARIANTS.get(t, {}).items()}
+        if zero and files.deepspeed_json is not None:  # a DeepSpeed variant of the rule's own JSON
+            ds = json.loads(files.deepspeed_json.read_text())
+            ds["zero_optimization"].update(zero)
+            files.deepspeed_json.write_text(json.dumps(ds, indent=2) + "\n")
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(files.accelerate_yaml),
                "--num_cpu_threads_per_process", str(args.threads), __file__, "--worker", "rule", "--plan", str(plan_path),
                "--json", str(out), "--profile", str(args.profile if name == "rule" else 0)]
