@@ -15,7 +15,7 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_tiny_model, tiny_train  # noqa: E402
 
-from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
+from tav_pipeline.errors import ConfigError, MissingAssetError, PromptFileError  # noqa: E402
 from tav_pipeline.generate import generate_videos_step, read_prompts  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
@@ -49,8 +49,12 @@ def test_read_prompts_refuses_blank_lines(tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_text("a dog\nPrevious scene: a; Next scene: b\n\n")
     assert read_prompts(tmp_path / "ok.txt") == ["a dog", "Previous scene: a; Next scene: b"]
     (tmp_path / "bad.txt").write_text("a dog\n\na cat\n")
-    with pytest.raises(ConfigError, match="line 2"):
+    with pytest.raises(PromptFileError, match="bad.txt: line 2 is blank") as info:
         read_prompts(tmp_path / "bad.txt")
+    assert not isinstance(info.value, ConfigError)  # a fault of the file, not of the config
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(PromptFileError, match="holds no prompt"):
+        read_prompts(tmp_path / "empty.txt")
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import yaml
 from conftest import SNAKEMAKE
 from test_shipped_config import job_stats
 
-from tav_pipeline.train import external as osp
-from tav_pipeline.train import latents
+from tav_pipeline.backends.diffusers import latents
+from tav_pipeline.backends.opensora import commands
 from tav_pipeline.train import targets as TT
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 
@@ -118,8 +118,8 @@ def test_the_sampler_reads_only_the_generation_slice(tmp_path: Path) -> None:
     full = _everything_else_changed()
     gen = GenerateConfig()
     args = {"model_path": tmp_path, "prompt_file": tmp_path / "p.txt", "save_dir": tmp_path / "s", "port": 1}
-    whole = osp.sample_argv(TrainConfig.from_dict(full), gen, **args)
-    sliced = osp.sample_argv(TrainConfig.from_dict(TT.generation_settings(full)), gen, **args)
+    whole = commands.sample_argv(TrainConfig.from_dict(full), gen, **args)
+    sliced = commands.sample_argv(TrainConfig.from_dict(TT.generation_settings(full)), gen, **args)
     assert whole == sliced
     assert TT.generation_settings(full) == TT.generation_settings(TrainConfig().to_dict())
 

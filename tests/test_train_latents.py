@@ -13,9 +13,7 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
 
-from tav_pipeline.errors import ConfigError  # noqa: E402
-from tav_pipeline.train.config import TrainConfig  # noqa: E402
-from tav_pipeline.train.latents import (  # noqa: E402
+from tav_pipeline.backends.diffusers.latents import (  # noqa: E402
     CachedClips,
     StreamSampler,
     center_crop_resize,
@@ -24,6 +22,8 @@ from tav_pipeline.train.latents import (  # noqa: E402
     resampled_indices,
     window_length,
 )
+from tav_pipeline.errors import ConfigError  # noqa: E402
+from tav_pipeline.train.config import TrainConfig  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

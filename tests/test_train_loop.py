@@ -16,9 +16,9 @@ pytest.importorskip("accelerate")
 from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from tav_pipeline.backends.diffusers.loop import train_model_step  # noqa: E402
 from tav_pipeline.errors import ConfigError  # noqa: E402
 from tav_pipeline.train import checkpoint as ckpt  # noqa: E402
-from tav_pipeline.train.loop import train_model_step  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +121,8 @@ def test_a_failed_job_resumes_mid_epoch_from_its_leftover(
 ) -> None:
     import dataclasses
 
+    from tav_pipeline.backends.diffusers.loop import plan_job, run_training
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.loop import plan_job, run_training
 
     cfg = TrainConfig.from_dict(tiny_train(tiny_model, epochs=[1]))
     work = tmp_path / "work"

@@ -56,3 +56,17 @@ class MissingAssetError(TavError):
 class GpuClaimError(TavError):
     """A job's GPUs cannot be given to it: more than the machine has, a bad setting, or CUDA was
     initialised before the claim."""
+
+
+class PromptFileError(TavError):
+    """A prompt file (one prompt per line) cannot be used: a blank line, which would shift every
+    later video's index, or no prompt at all. A fault of the file, not of the config."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"prompt file {path}: {message}")
+        self.path = str(path)
+
+
+class TrainingError(TavError):
+    """A training run went wrong while it ran: a loss that is not finite, or a data stream that
+    ended before the planned last step."""

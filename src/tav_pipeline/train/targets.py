@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 
-
 def checkpoint_dir(results: str, model: str, epoch: int | str) -> str:
     """``{results}/checkpoints/{model}/epoch_{epoch}``."""
     return f"{results}/checkpoints/{model}/epoch_{epoch}"
@@ -44,7 +43,7 @@ CACHE_KEYS = (
 CACHE_DIFFUSERS_KEYS = (
     "pretrained", "revision", "device", "window", "windows_per_clip", "encode_dtype", "max_sequence_length",
 )  # fmt: skip
-"""``train:`` keys the latent cache depends on (:func:`tav_pipeline.train.latents.cache_settings`,
+"""``train:`` keys the latent cache depends on (:func:`tav_pipeline.backends.diffusers.latents.cache_settings`,
 the clip plan, the model family)."""
 
 GENERATION_KEYS = ("backend", "model", "num_frames", "height", "width", "fps", "min_frames", "prediction_type")

@@ -1,99 +1,38 @@
-"""Test-prompt videos of the baseline and every post-trained checkpoint (paper sections 4-5), and
-of the pretrained-only models the tables compare with (``generate.baselines``).
+"""Generation through a diffusers pipeline: the post-trained model of the diffusers backend, at
+the baseline and every checkpoint, and the pretrained-only models the tables compare with
+(``generate.baselines``). The layout of the outputs is :mod:`tav_pipeline.generate`'s.
 
-``results/generated/{model}/{checkpoint}/{group}/{i}.mp4`` is the video of line ``i`` (0-based) of
-``results/prompts/{group}.txt``; ``checkpoint`` is ``baseline`` or ``epoch_{N}``. Each group folder
-also holds ``prompts.json``: ``{"group": ..., "prompts": [...]}`` (what the evaluation reads) plus
-the seeds and settings of the videos.
-
-The diffusers backend (this module) describes a run as a :class:`DiffusersRun`: the post-trained
-model's from ``train:`` and ``generate:`` (:meth:`DiffusersRun.for_checkpoint`), a baseline-only
-model's from its ``generate.baselines`` entry (:meth:`DiffusersRun.for_baseline`). Both go through
-:func:`generate_run`: load the pipeline (with a checkpoint's transformer swapped in, the EMA weights
-by default, as Open-Sora-Plan samples ``model_ema``), call the pipeline class with a seeded CPU
-generator per video, write the mp4s and the manifest. Video ``i`` of every group and checkpoint
-starts from the same noise (seed ``generate.seed + i``), so checkpoints are compared on paired
-samples. The Open-Sora-Plan backend runs that project's own sampler
-(:func:`tav_pipeline.train.external.sample_opensora_step`).
+A run is a :class:`DiffusersRun`: the post-trained model's from ``train:`` and ``generate:``
+(:meth:`DiffusersRun.for_checkpoint`), a baseline-only model's from its ``generate.baselines`` entry
+(:meth:`DiffusersRun.for_baseline`). Both go through :func:`generate_run`: load the pipeline (with a
+checkpoint's transformer swapped in, the EMA weights by default, as Open-Sora-Plan samples
+``model_ema``), call the pipeline class with a seeded CPU generator per video, write the mp4s and
+the manifest. Video ``i`` of every group and checkpoint starts from the same noise (seed
+``generate.seed + i``), so checkpoints are compared on paired samples.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
 from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.generate import manifest_doc, read_prompts, write_doc
 from tav_pipeline.train.config import TEXT_TO_VIDEO_ARGUMENTS, BaselineModel, GenerateConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from tav_pipeline.backends import GenerationJob
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "prompts.json"
 FETCH_BASELINE_RULE = "fetch_baseline_model"
 """The rule that downloads a baseline's ``hub_id`` into its local ``pretrained`` folder."""
-
-
-def read_prompts(path: str | Path) -> list[str]:
-    """One prompt per line (a final newline is fine; a blank line is not: it would shift indices).
-
-    Raises:
-        ConfigError: a blank line, or no prompt at all.
-    """
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            raise ConfigError("dataset.group_templates", f"{path} line {n} is blank")
-    if not lines:
-        raise ConfigError("dataset.group_templates", f"{path} holds no prompt")
-    return [line.strip() for line in lines]
-
-
-def manifest_doc(
-    *,
-    group: str,
-    prompts: Sequence[str],
-    seeds: Sequence[int | None],
-    model: str,
-    backend: str,
-    checkpoint: str,
-    weights: str,
-    num_frames: int,
-    height: int,
-    width: int,
-    fps: float,
-    settings: Mapping[str, Any],
-) -> dict[str, Any]:
-    """The content of ``prompts.json``: ``group`` and ``prompts`` (index ``i`` -> ``{i}.mp4``), then
-    how the videos were made (``seeds[i]`` of video ``i``, ``None`` where the sampler seeds itself)."""
-    return {
-        "group": group,
-        "prompts": list(prompts),
-        "seeds": list(seeds),
-        "model": model,
-        "backend": backend,
-        "checkpoint": checkpoint,
-        "weights": weights,
-        "num_frames": num_frames,
-        "height": height,
-        "width": width,
-        "fps": fps,
-        "settings": dict(settings),
-    }
-
-
-def _write_doc(folder: str | Path, doc: Mapping[str, Any]) -> Path:
-    path = Path(folder) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    return path
 
 
 @dataclass(frozen=True)
@@ -226,45 +165,7 @@ def write_run_manifest(folder: str | Path, run: DiffusersRun, *, group: str, pro
         fps=run.fps,
         settings=run.settings,
     )
-    return _write_doc(folder, doc)
-
-
-def write_manifest(
-    folder: str | Path,
-    train: TrainConfig,
-    gen: GenerateConfig,
-    *,
-    checkpoint: str,
-    group: str,
-    prompts: Sequence[str],
-    backend: str,
-) -> Path:
-    """``prompts.json`` of a group folder of ``train.model`` (either backend)."""
-    if backend != "opensora":
-        return write_run_manifest(
-            folder, DiffusersRun.for_checkpoint(train, gen, checkpoint), group=group, prompts=prompts
-        )
-    s = gen.opensora
-    doc = manifest_doc(
-        group=group,
-        prompts=prompts,
-        seeds=[None] * len(prompts),
-        model=train.model,
-        backend=backend,
-        checkpoint=checkpoint,
-        weights="pretrained" if checkpoint == "baseline" else gen.weights,
-        num_frames=train.num_frames,
-        height=train.height,
-        width=train.width,
-        fps=train.fps,
-        settings={
-            "sample_method": s.sample_method,
-            "num_sampling_steps": s.num_sampling_steps,
-            "guidance_scale": s.guidance_scale,
-            "seed": gen.seed,
-        },
-    )
-    return _write_doc(folder, doc)
+    return write_doc(folder, doc)
 
 
 def load_pipeline(run: DiffusersRun, transformer_dir: str | Path | None = None) -> Any:
@@ -279,7 +180,7 @@ def load_pipeline(run: DiffusersRun, transformer_dir: str | Path | None = None) 
     """
     import torch
 
-    from tav_pipeline.train.families import DTYPES, FAMILIES, _diffusers, model_index, resolve_device
+    from tav_pipeline.backends.diffusers.families import DTYPES, FAMILIES, _diffusers, model_index, resolve_device
 
     device = resolve_device(run.device)
     dtype = (torch.bfloat16 if device.type == "cuda" else torch.float32) if run.dtype == "auto" else DTYPES[run.dtype]
@@ -423,54 +324,17 @@ def generate_run(
     return results
 
 
-def generate_videos_step(
-    pretrained: str,
-    checkpoint_dir: str | Path | None,
-    prompt_files: Mapping[str, str | Path],
-    out_dirs: Mapping[str, str | Path],
-    train: dict[str, Any],
-    generate: dict[str, Any],
-    checkpoint: str = "",
-    work_dir: str | Path | None = None,
-    threads: int = 0,
-) -> dict[str, list[Path]]:
-    """Rule ``generate_videos``: every group's test prompts through the diffusers pipeline, or,
-    with ``train.backend: opensora``, through Open-Sora-Plan's sampler
-    (:func:`tav_pipeline.train.external.sample_opensora_step`).
-
-    Arguments:
-        pretrained: the pipeline folder or hub id (``train.diffusers.pretrained``).
-        checkpoint_dir: an epoch folder, or ``None`` for the baseline.
-        prompt_files: group -> ``results/prompts/{group}.txt``.
-        out_dirs: group -> ``results/generated/{model}/{checkpoint}/{group}``.
-        train, generate: the config sections.
-        checkpoint: the checkpoint's name for the manifests.
-        work_dir: scratch folder of the Open-Sora-Plan sampler.
-        threads: torch CPU threads (0: torch's default).
-
-    Returns:
-        group -> the videos written.
-    """
-    train_cfg = TrainConfig.from_dict(train)
-    gen = GenerateConfig.from_dict(generate)
-    if train_cfg.backend == "opensora":
-        from tav_pipeline.train.external import sample_opensora_step
-
-        return sample_opensora_step(
-            checkpoint_dir,
-            prompt_files,
-            out_dirs,
-            work_dir or Path(next(iter(out_dirs.values()))).parent / ".work",
-            train,
-            generate,
-            checkpoint,
-        )
+def generate_checkpoint(job: GenerationJob) -> dict[str, list[Path]]:
+    """Rule ``generate_videos`` with ``train.backend: diffusers``: every group's test prompts
+    through the pipeline ``job.pretrained``, with the checkpoint's transformer (its
+    ``generate.weights``) swapped in unless it is the baseline."""
     from tav_pipeline.train.checkpoint import weights_dir
 
-    name = checkpoint or ("baseline" if checkpoint_dir is None else Path(checkpoint_dir).name)
-    run = DiffusersRun.for_checkpoint(train_cfg, gen, name, pretrained)
-    transformer_dir = None if checkpoint_dir is None else weights_dir(checkpoint_dir, gen.weights)
-    return generate_run(run, prompt_files, out_dirs, transformer_dir, threads)
+    train_cfg = TrainConfig.from_dict(dict(job.train))
+    gen = GenerateConfig.from_dict(dict(job.generate))
+    run = DiffusersRun.for_checkpoint(train_cfg, gen, job.checkpoint, job.pretrained)
+    transformer_dir = None if job.checkpoint_dir is None else weights_dir(job.checkpoint_dir, gen.weights)
+    return generate_run(run, job.prompt_files, job.out_dirs, transformer_dir, job.threads)
 
 
 def generate_baseline_step(
@@ -511,7 +375,7 @@ def fetch_baseline_step(spec: Mapping[str, Any], model: str, out_dir: str | Path
         MissingAssetError: ``hub_id`` is empty (place the folder by hand), or the download fails
             (no network).
     """
-    from tav_pipeline.train.families import fetch_pipeline
+    from tav_pipeline.backends.diffusers.families import fetch_pipeline
 
     baseline = BaselineModel.from_dict(model, spec)
     if not baseline.hub_id:

@@ -240,7 +240,7 @@ def cache_latents(tav_json: str | Path, pretrained: str, out_dir: str | Path, cf
     """
     from safetensors.torch import save_file
 
-    from tav_pipeline.train.families import DTYPES, family_for, resolve_device
+    from tav_pipeline.backends.diffusers.families import DTYPES, family_for, resolve_device
 
     d = cfg.diffusers
     tav = json.loads(Path(tav_json).read_text())

@@ -1,7 +1,7 @@
 """The diffusers backend's trainer: the paper's recipe on any supported diffusers text-to-video model.
 
 Recipe (paper section 4, as Open-Sora-Plan v1.3's trainer implements it): v-prediction target,
-min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.train.loss`), uniform timesteps, EMA of the
+min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.backends.diffusers.loss`), uniform timesteps, EMA of the
 weights with decay 0.9999 from step 0 (diffusers' ``EMAModel``: its decay ramps as
 ``(1 + s) / (10 + s)`` and is capped at 0.9999), AdamW at 1e-5 with a constant schedule, bf16 mixed
 precision, gradient checkpointing, batch size 1, caption dropout 0.1, gradient clipping 1.0,
@@ -12,7 +12,7 @@ its own seed, so N processes x batch B train as one process x batch N*B.
 Two halves:
 
 * :func:`train_model_step` (the rule ``train_model``) plans a job (epochs ``(M, N]``, where to
-  resume), writes the launch files and runs ``accelerate launch -m tav_pipeline.train.loop
+  resume), writes the launch files and runs ``accelerate launch -m tav_pipeline.backends.diffusers.loop
   plan.json``, then moves the final state into ``results/checkpoints/{model}/epoch_{N}``.
 * :func:`run_training` is what runs inside the launched process. Tests call it in-process.
 """
@@ -75,10 +75,10 @@ class TrainPlan:
 def usable_clips(tav_json: str | Path, latents_dir: str | Path | None, cfg: TrainConfig) -> int:
     """How many train clips an epoch passes over (from the cache when there is one)."""
     if latents_dir:
-        from tav_pipeline.train.latents import read_index
+        from tav_pipeline.backends.diffusers.latents import read_index
 
         return len(read_index(latents_dir, cfg, cfg.diffusers.pretrained)["items"])
-    from tav_pipeline.train.latents import plan_clips, train_items
+    from tav_pipeline.backends.diffusers.latents import plan_clips, train_items
 
     usable, _ = plan_clips(train_items(json.loads(Path(tav_json).read_text())), cfg)
     return len(usable)
@@ -145,8 +145,8 @@ def train_model_step(
     Returns:
         the state written with the checkpoint.
     """
+    from tav_pipeline.backends.diffusers.families import resolve_device
     from tav_pipeline.train.accelerate_config import check_gpus, launch_env, write_launch_files
-    from tav_pipeline.train.families import resolve_device
     from tav_pipeline.train.process import run_logged
 
     cfg = TrainConfig.from_dict(train)
@@ -199,7 +199,7 @@ def train_model_step(
             "--num_cpu_threads_per_process",
             str(max(1, threads // cfg.num_gpus)),
             "-m",
-            "tav_pipeline.train.loop",
+            "tav_pipeline.backends.diffusers.loop",
             str(plan_path),
         ]
         run_logged(argv, env=launch_env(use_cpu))
@@ -266,7 +266,7 @@ class Trainer:
         ``(latents, noise, timesteps)`` for the batch."""
         import torch
 
-        from tav_pipeline.train.loss import sample_timesteps
+        from tav_pipeline.backends.diffusers.loss import sample_timesteps
 
         latents, noises, timesteps = [], [], []
         for m, seed in zip(moments, seeds, strict=True):
@@ -281,7 +281,7 @@ class Trainer:
         """Noise ``latents`` at ``timesteps``, predict, take the min-SNR-weighted loss, step the
         optimizer, the schedule and the EMA. Returns ``(loss, weights)``; with several processes
         the gradients (so the step) are those of the mean loss over the global batch."""
-        from tav_pipeline.train.loss import diffusion_loss
+        from tav_pipeline.backends.diffusers.loss import diffusion_loss
 
         cfg = self.cfg
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
@@ -411,8 +411,8 @@ def run_training(plan: TrainPlan) -> Path:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from tav_pipeline.train.families import DTYPES, family_for, resolve_device
-    from tav_pipeline.train.latents import (
+    from tav_pipeline.backends.diffusers.families import DTYPES, family_for, resolve_device
+    from tav_pipeline.backends.diffusers.latents import (
         CachedClips,
         StreamSampler,
         VideoClips,
@@ -608,11 +608,11 @@ def _save(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the launched process: ``python -m tav_pipeline.train.loop plan.json``."""
+    """Entry point of the launched process: ``python -m tav_pipeline.backends.diffusers.loop plan.json``."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if len(args) != 1:
-        log.error("usage: python -m tav_pipeline.train.loop PLAN_JSON")
+        log.error("usage: python -m tav_pipeline.backends.diffusers.loop PLAN_JSON")
         return 2
     run_training(TrainPlan.read(args[0]))
     return 0
