@@ -1,6 +1,6 @@
 """Rule generate_videos (diffusers pipeline, or Open-Sora-Plan's sampler)."""
 from tav_pipeline import gpus, logs
-from tav_pipeline.generate import generate_videos_step
+from tav_pipeline.backends import generate_videos_step
 
 groups = snakemake.params.groups
 with logs.to_file(snakemake.log[0]):

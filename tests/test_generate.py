@@ -15,8 +15,9 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_tiny_model, tiny_train  # noqa: E402
 
+from tav_pipeline.backends import generate_videos_step  # noqa: E402
 from tav_pipeline.errors import ConfigError, MissingAssetError, PromptFileError  # noqa: E402
-from tav_pipeline.generate import generate_videos_step, read_prompts  # noqa: E402
+from tav_pipeline.generate import read_prompts  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
 GENERATE = {"seed": 7, "diffusers": {"num_inference_steps": 2, "device": "cpu"}}

@@ -5,8 +5,8 @@
 also holds ``prompts.json``: ``{"group": ..., "prompts": [...]}`` (what the evaluation reads) plus
 the seeds and settings of the videos.
 
-This module holds what every backend shares (the prompt files, the manifest) and the rule's entry
-point, which hands the run to ``train.backend`` (:mod:`tav_pipeline.backends`). The diffusers
+This module holds what every backend shares: the prompt files and the manifest. The rule's entry
+point, :func:`tav_pipeline.backends.generate_videos_step`, hands the run to ``train.backend``. The diffusers
 backend and the pretrained-only models of ``generate.baselines`` generate in
 :mod:`tav_pipeline.backends.diffusers.generate`, Open-Sora-Plan in
 :mod:`tav_pipeline.backends.opensora.sample`.
@@ -80,46 +80,3 @@ def write_doc(folder: str | Path, doc: Mapping[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
-
-
-def generate_videos_step(
-    pretrained: str,
-    checkpoint_dir: str | Path | None,
-    prompt_files: Mapping[str, str | Path],
-    out_dirs: Mapping[str, str | Path],
-    train: dict[str, Any],
-    generate: dict[str, Any],
-    checkpoint: str = "",
-    work_dir: str | Path | None = None,
-    threads: int = 0,
-) -> dict[str, list[Path]]:
-    """Rule ``generate_videos``: every group's test prompts through ``train.backend``'s sampler.
-
-    Arguments:
-        pretrained: the diffusers pipeline folder or hub id (``train.diffusers.pretrained``; other
-            backends read their model from ``train``).
-        checkpoint_dir: an epoch folder, or ``None`` for the baseline.
-        prompt_files: group -> ``results/prompts/{group}.txt``.
-        out_dirs: group -> ``results/generated/{model}/{checkpoint}/{group}``.
-        train, generate: the config sections.
-        checkpoint: the checkpoint's name for the manifests.
-        work_dir: scratch folder (default: ``.work`` beside the group folders).
-        threads: torch CPU threads (0: torch's default).
-
-    Returns:
-        group -> the videos written.
-    """
-    from tav_pipeline.backends import GenerationJob, backend
-
-    job = GenerationJob(
-        pretrained=pretrained,
-        checkpoint_dir=checkpoint_dir,
-        prompt_files=prompt_files,
-        out_dirs=out_dirs,
-        train=train,
-        generate=generate,
-        checkpoint=checkpoint or ("baseline" if checkpoint_dir is None else Path(checkpoint_dir).name),
-        work_dir=work_dir or Path(next(iter(out_dirs.values()))).parent / ".work",
-        threads=threads,
-    )
-    return backend(train["backend"]).generate(job)

@@ -131,3 +131,44 @@ def backend(name: str) -> Backend:
 def registry() -> dict[str, Backend]:
     """Every backend by name."""
     return {n: backend(n) for n in names()}
+
+
+def generate_videos_step(
+    pretrained: str,
+    checkpoint_dir: str | Path | None,
+    prompt_files: Mapping[str, str | Path],
+    out_dirs: Mapping[str, str | Path],
+    train: dict[str, Any],
+    generate: dict[str, Any],
+    checkpoint: str = "",
+    work_dir: str | Path | None = None,
+    threads: int = 0,
+) -> dict[str, list[Path]]:
+    """Rule ``generate_videos``: every group's test prompts through ``train.backend``'s sampler.
+
+    Arguments:
+        pretrained: the diffusers pipeline folder or hub id (``train.diffusers.pretrained``; other
+            backends read their model from ``train``).
+        checkpoint_dir: an epoch folder, or ``None`` for the baseline.
+        prompt_files: group -> ``results/prompts/{group}.txt``.
+        out_dirs: group -> ``results/generated/{model}/{checkpoint}/{group}``.
+        train, generate: the config sections.
+        checkpoint: the checkpoint's name for the manifests.
+        work_dir: scratch folder (default: ``.work`` beside the group folders).
+        threads: torch CPU threads (0: torch's default).
+
+    Returns:
+        group -> the videos written.
+    """
+    job = GenerationJob(
+        pretrained=pretrained,
+        checkpoint_dir=checkpoint_dir,
+        prompt_files=prompt_files,
+        out_dirs=out_dirs,
+        train=train,
+        generate=generate,
+        checkpoint=checkpoint or ("baseline" if checkpoint_dir is None else Path(checkpoint_dir).name),
+        work_dir=work_dir or Path(next(iter(out_dirs.values()))).parent / ".work",
+        threads=threads,
+    )
+    return backend(train["backend"]).generate(job)

@@ -46,7 +46,6 @@ Distributed = Literal["deepspeed", "plain"]
 LrScaling = Literal["none", "linear", "sqrt"]
 Window = Literal["random", "cut"]
 
-OPENSORA_TAG = "v1.3.1"
 OPENSORA_COMMIT = "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
 """The commit of Open-Sora-Plan's tag v1.3.1 (the version the paper fine-tuned)."""
 

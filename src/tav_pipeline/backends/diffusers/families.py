@@ -49,13 +49,6 @@ def _diffusers() -> Any:
     return importlib.import_module("diffusers")
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def model_index(pretrained: str, revision: str = "main", rule: str = "fetch_diffusers_model") -> dict[str, Any]:
     """The pipeline's ``model_index.json``.
 

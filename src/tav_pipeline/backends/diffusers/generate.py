@@ -180,7 +180,8 @@ def load_pipeline(run: DiffusersRun, transformer_dir: str | Path | None = None) 
     """
     import torch
 
-    from tav_pipeline.backends.diffusers.families import DTYPES, FAMILIES, _diffusers, model_index, resolve_device
+    from tav_pipeline.backends.diffusers.families import DTYPES, FAMILIES, _diffusers, model_index
+    from tav_pipeline.devices import resolve_device
 
     device = resolve_device(run.device)
     dtype = (torch.bfloat16 if device.type == "cuda" else torch.float32) if run.dtype == "auto" else DTYPES[run.dtype]

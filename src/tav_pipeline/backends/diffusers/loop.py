@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.errors import ConfigError, MissingAssetError, TrainingError
 from tav_pipeline.train import checkpoint as ckpt
 from tav_pipeline.train.config import TrainConfig
 
@@ -145,7 +145,7 @@ def train_model_step(
     Returns:
         the state written with the checkpoint.
     """
-    from tav_pipeline.backends.diffusers.families import resolve_device
+    from tav_pipeline.devices import resolve_device
     from tav_pipeline.train.accelerate_config import check_gpus, launch_env, write_launch_files
     from tav_pipeline.train.process import run_logged
 
@@ -411,7 +411,7 @@ def run_training(plan: TrainPlan) -> Path:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from tav_pipeline.backends.diffusers.families import DTYPES, family_for, resolve_device
+    from tav_pipeline.backends.diffusers.families import DTYPES, family_for
     from tav_pipeline.backends.diffusers.latents import (
         CachedClips,
         StreamSampler,
@@ -422,6 +422,7 @@ def run_training(plan: TrainPlan) -> Path:
         read_index,
         train_items,
     )
+    from tav_pipeline.devices import resolve_device
 
     cfg = TrainConfig.from_dict(plan.config)
     job = plan.job
@@ -519,7 +520,7 @@ def run_training(plan: TrainPlan) -> Path:
         step += 1
         value = float(accelerator.gather(loss.detach().reshape(1)).mean())
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {step}")
+            raise TrainingError(f"loss is {value} at step {step}")
         rows.append(
             {
                 "step": step,
@@ -548,7 +549,7 @@ def run_training(plan: TrainPlan) -> Path:
             _save(accelerator, work, step, plan, cfg, rows, time.time() - started)
     bar.close()
     if step != job.end_step:
-        raise RuntimeError(f"the data stream ended at step {step}, expected {job.end_step}")
+        raise TrainingError(f"the data stream ended at step {step}, expected {job.end_step}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return work / f"{ckpt.PREFIX}{job.end_step}"

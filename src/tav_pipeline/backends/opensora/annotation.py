@@ -21,6 +21,7 @@ from tav_pipeline.backends.opensora.upstream import (
 )
 from tav_pipeline.errors import ConfigError, MissingAssetError
 from tav_pipeline.train.config import TrainConfig
+from tav_pipeline.train.frames import resampled_indices, window_length
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +53,6 @@ def read_data_txt(path: str | Path) -> list[tuple[str, str]]:
     if not rows:
         raise ConfigError("dataset.opensora", f"{path} names no annotation")
     return rows
-
-
-def resampled_count(frames: int, fps: float, train_fps: float) -> int:
-    """Frames left after Open-Sora-Plan resamples a clip to ``train_fps`` (its own arithmetic:
-    ``np.arange(0, frames, fps / train_fps).astype(int)``, kept below ``frames``)."""
-    import numpy as np
-
-    interval = 1.0 if abs(fps - train_fps) < 0.1 else fps / train_fps
-    idx = np.arange(0, frames, interval).astype(int)
-    return int((idx < frames).sum())
-
-
-def closest_frames(n: int, stride_t: int = 4) -> int:
-    """``find_closest_y``: the largest ``y <= n`` with ``(y - 1) % stride_t == 0``, at least 29; -1 if none."""
-    if n < MIN_FRAMES:
-        return -1
-    for y in range(n, MIN_FRAMES - 1, -1):
-        if (y - 1) % stride_t == 0:
-            return y
-    return -1
 
 
 def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> AnnotationPlan:
@@ -125,14 +106,14 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
             if frames > TOO_LONG_FACTOR * (cfg.num_frames * fps / cfg.fps):
                 rejected.append({"path": name, "reason": "too_long", "detail": f"{frames} frames"})
                 continue
-            n = resampled_count(frames, fps, cfg.fps)
+            n = len(resampled_indices(frames, fps, cfg.fps))
             if n < cfg.num_frames and cfg.drop_short_ratio >= 1.0:
                 rejected.append(
                     {"path": name, "reason": "shorter_than_num_frames", "detail": f"{n} frames at {cfg.fps} fps"}
                 )
                 continue
-            length = closest_frames(min(n, cfg.num_frames), stride_t)
-            if length == -1:
+            length = window_length(n, cfg.num_frames, MIN_FRAMES, stride_t)
+            if length == 0:
                 rejected.append(
                     {"path": name, "reason": "too_short", "detail": f"{n} frames at {cfg.fps} fps (needs {MIN_FRAMES})"}
                 )
