@@ -6,6 +6,7 @@ from the latest checkpoint-*, sample files named {method}_{index}_gs{g}_s{steps}
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from tav_pipeline.backends.opensora import annotation, checks, commands, upstream
 from tav_pipeline.backends.opensora import sample as sampler
 from tav_pipeline.backends.opensora import train as trainer
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.errors import ConfigError, DataFileError, MissingAssetError
 from tav_pipeline.train import checkpoint as ckpt
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 
@@ -365,13 +366,27 @@ def test_annotation_plan_repeats_the_trainers_filter(data_txt: Path) -> None:
     )
 
 
+def test_clips_smaller_than_the_training_size_are_reported(data_txt: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = annotation.read_data_txt(data_txt)
+    with caplog.at_level(logging.WARNING, logger=annotation.__name__):
+        annotation.plan_annotation(rows, TrainConfig())
+        assert "upscaled" not in caplog.text
+        annotation.plan_annotation(rows, TrainConfig.from_dict({"height": 512, "width": 512}))
+    assert "7 clip(s) are smaller than 512x512 and will be upscaled" in caplog.text  # the long and short ones
+
+
 def test_items_without_fps_are_refused(tmp_path: Path, data_txt: Path) -> None:
     root, annotation_json = annotation.read_data_txt(data_txt)[0]
     items = json.loads(Path(annotation_json).read_text())
     del items[0]["fps"]
     Path(annotation_json).write_text(json.dumps(items))
-    with pytest.raises(ConfigError, match="'fps'"):
+    with pytest.raises(DataFileError, match="'fps'") as info:
         annotation.plan_annotation([(root, annotation_json)], TrainConfig())
+    assert not isinstance(info.value, ConfigError)  # a fault of the file build_tav wrote
+    bad = tmp_path / "data.txt"
+    bad.write_text("only-one-field\n")
+    with pytest.raises(DataFileError, match="line 1: expected 'VIDEO_ROOT,ANNOTATION_JSON'"):
+        annotation.read_data_txt(bad)
 
 
 def test_launch_plans_make_every_epoch_end_a_save() -> None:

@@ -58,12 +58,21 @@ class GpuClaimError(TavError):
     initialised before the claim."""
 
 
-class PromptFileError(TavError):
-    """A prompt file (one prompt per line) cannot be used: a blank line, which would shift every
-    later video's index, or no prompt at all. A fault of the file, not of the config."""
+class DataFileError(TavError):
+    """A file the workflow wrote for a later step cannot be read as that step expects (a fault of
+    the file, not of the config): e.g. Open-Sora-Plan's ``data.txt`` or annotation."""
 
     def __init__(self, path: str | Path, message: str) -> None:
-        super().__init__(f"prompt file {path}: {message}")
+        super().__init__(f"{path}: {message}")
+        self.path = str(path)
+
+
+class PromptFileError(DataFileError):
+    """A prompt file (one prompt per line) cannot be used: a blank line, which would shift every
+    later video's index, or no prompt at all."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"prompt file {path}", message)
         self.path = str(path)
 
 

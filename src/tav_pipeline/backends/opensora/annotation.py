@@ -19,7 +19,7 @@ from tav_pipeline.backends.opensora.upstream import (
     MIN_FRAMES,
     TOO_LONG_FACTOR,
 )
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.errors import ConfigError, DataFileError, MissingAssetError
 from tav_pipeline.train.config import TrainConfig
 from tav_pipeline.train.frames import resampled_indices, window_length
 
@@ -46,12 +46,10 @@ def read_data_txt(path: str | Path) -> list[tuple[str, str]]:
             continue
         parts = line.strip().split(",")
         if len(parts) != 2:
-            raise ConfigError(
-                "dataset.opensora", f"{path} line {n}: expected 'VIDEO_ROOT,ANNOTATION_JSON', got {line!r}"
-            )
+            raise DataFileError(path, f"line {n}: expected 'VIDEO_ROOT,ANNOTATION_JSON', got {line!r}")
         rows.append((parts[0], parts[1]))
     if not rows:
-        raise ConfigError("dataset.opensora", f"{path} names no annotation")
+        raise DataFileError(path, "names no annotation")
     return rows
 
 
@@ -98,8 +96,8 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
                 continue
             for key in ("fps", "num_frames"):
                 if item.get(key) is None:
-                    raise ConfigError(
-                        "dataset.opensora",
+                    raise DataFileError(
+                        annotation,
                         f"{name}: the item has no {key!r}; Open-Sora-Plan's reader needs it (rule build_tav writes it)",
                     )
             fps, frames = float(item["fps"]), int(item["num_frames"])
@@ -121,6 +119,9 @@ def plan_annotation(rows: Sequence[tuple[str, str]], cfg: TrainConfig) -> Annota
             if not Path(name).is_file():
                 raise MissingAssetError(name, "extract_clip", "a clip named in the Open-Sora-Plan annotation")
             kept.append((item, f"{length}x{cfg.height}x{cfg.width}"))
+    small = [str(item["path"]) for item, _ in kept if item["resolution"]["height"] < cfg.height or item["resolution"]["width"] < cfg.width]
+    if small:
+        log.warning("%d clip(s) are smaller than %dx%d and will be upscaled: %s", len(small), cfg.width, cfg.height, ", ".join(small))
     counts = Counter(shape for _, shape in kept)
     minimum = BUCKET_MIN_PER_BATCH * cfg.global_batch_size
     items = []
