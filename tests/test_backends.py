@@ -83,6 +83,12 @@ def test_what_the_rules_ask_of_each_backend() -> None:
         ("train.opensora.text_encoder_name_1", "fetch_opensora_weights"),
     ]
     assert [a.rule for a in diffusers.assets(train, "res")] == ["fetch_diffusers_model"]
+    # what generation reads of each section: the pipeline, not the hub id to fetch it from; the
+    # sampler's model, not the trainer's dataloader
+    assert diffusers.generation_settings(train["diffusers"]) == {"pretrained": "resources/diffusers/CogVideoX-2b", "revision": "main"}
+    assert set(opensora.generation_settings({**train["opensora"], "relaunch": "repeat"})) == set(train["opensora"]) - {
+        "git_url", "weights_hub_id"
+    }
     # a pipeline the workflow builds under results/ (the demo's) is no external asset
     under_results = {**train, "diffusers": {**train["diffusers"], "pretrained": "res/demo/tiny"}}
     assert diffusers.assets(under_results, "res") == []

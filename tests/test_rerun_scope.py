@@ -13,6 +13,8 @@ import yaml
 from conftest import SNAKEMAKE
 from test_shipped_config import job_stats
 
+from tav_pipeline.backends import diffusers as diffusers_backend
+from tav_pipeline.backends import opensora as opensora_backend
 from tav_pipeline.backends.diffusers import latents
 from tav_pipeline.backends.opensora import commands
 from tav_pipeline.train import targets as TT
@@ -105,8 +107,8 @@ def test_every_key_outside_the_slices_is_changed_above() -> None:
     default = TrainConfig().to_dict()
     changed = _changed(_everything_else_changed(), default)
     top = {k for k, v in default.items() if not isinstance(v, dict)}
-    generation = set(TT.GENERATION_KEYS) | {f"diffusers.{k}" for k in TT.GENERATION_DIFFUSERS_KEYS}
-    generation |= {f"opensora.{k}" for k in default["opensora"] if k not in TT.OPENSORA_TRAINING_ONLY}
+    generation = set(TT.GENERATION_KEYS) | {f"diffusers.{k}" for k in diffusers_backend.GENERATION_KEYS}
+    generation |= {f"opensora.{k}" for k in default["opensora"] if k not in opensora_backend.TRAINING_ONLY_KEYS}
     caching = set(TT.CACHE_KEYS) | {f"diffusers.{k}" for k in TT.CACHE_DIFFUSERS_KEYS}
     every = top | {f"diffusers.{k}" for k in default["diffusers"]} | {f"opensora.{k}" for k in default["opensora"]}
     assert every - generation - caching - {"num_gpus"} <= changed  # num_gpus > 1 needs GPUs to build

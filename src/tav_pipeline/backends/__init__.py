@@ -90,6 +90,11 @@ class Backend(Protocol):
         with the wildcard ``{model}``), by input name."""
         ...
 
+    def generation_settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        """The keys of its ``train.<name>`` section that generation reads (the rule
+        ``generate_videos`` reruns when one of them changes, and only then)."""
+        ...
+
     def model_paths(self, train: Mapping[str, Any]) -> list[str]:
         """The pretrained model files (folders) training and generation read."""
         ...

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from tav_pipeline.train.config import is_local
 
+GENERATION_KEYS = ("pretrained", "revision", "max_sequence_length")
+"""``train.diffusers`` keys generation reads."""
+
 if TYPE_CHECKING:
     from tav_pipeline.assets import Asset
     from tav_pipeline.backends import GenerationJob, TrainJob
@@ -36,6 +39,9 @@ class DiffusersBackend:
         # the latent cache of the rule cache_latents, unless encoding happens on the fly
         latents: str | list[str] = f"{results}/latents/{{model}}" if train["diffusers"]["cache_latents"] else []
         return {"tav": f"{results}/tav.json", "latents": latents}
+
+    def generation_settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: section[k] for k in GENERATION_KEYS if k in section}
 
     def model_paths(self, train: Mapping[str, Any]) -> list[str]:
         return [str(train["diffusers"]["pretrained"])]

@@ -23,6 +23,11 @@ if TYPE_CHECKING:
     from tav_pipeline.train.checkpoint import TrainState
     from tav_pipeline.train.config import TrainConfig
 
+TRAINING_ONLY_KEYS = (
+    "git_url", "weights_hub_id", "dataloader_num_workers", "use_decord", "allow_tf32", "report_to",
+    "relaunch", "data_order", "unusable_clips", "extra_args",
+)  # fmt: skip
+"""``train.opensora`` keys only the trainer (or a fetch) reads; the sampler takes the rest."""
 DATALOADER_WORKERS = 8
 """Open-Sora-Plan's dataloader workers per process (the threads its training rule holds)."""
 
@@ -44,6 +49,9 @@ class OpenSoraBackend:
     def training_inputs(self, results: str, train: Mapping[str, Any]) -> dict[str, str | list[str]]:
         # written by the rule build_tav (tav_pipeline.dataset's Open-Sora-Plan export)
         return {"data": f"{results}/opensora/data.txt", "annotation": f"{results}/opensora/tav_train.json"}
+
+    def generation_settings(self, section: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in section.items() if k not in TRAINING_ONLY_KEYS}
 
     def model_paths(self, train: Mapping[str, Any]) -> list[str]:
         return [a.path for a in self.assets(train, "")]
