@@ -10,7 +10,7 @@
 # h200): the count is a workflow setting, which profiles/slurm cannot see.
 #
 # The backend (tav_pipeline.backends) names the training rule and gives its inputs, threads and
-# conda env; the rules below that only one backend has (latent cache, fetches) are the ones it needs.
+# conda env; the rules only one backend has (latent cache, fetches) are in rules/backend_<name>.smk.
 import re
 
 from tav_pipeline.backends import backend
@@ -39,83 +39,8 @@ rule build_tiny_cogvideox:
         "../scripts/build_tiny_cogvideox.py"
 
 
-if to_fetch("fetch_diffusers_model"):
-
-    rule fetch_diffusers_model:
-        output:
-            directory(to_fetch("fetch_diffusers_model")[0]),
-        params:
-            hub_id=TRAIN["diffusers"]["hub_id"],
-            revision=TRAIN["diffusers"]["revision"],
-        resources:
-            downloads=1,
-        log:
-            log_path("fetch_diffusers_model"),
-        conda:
-            f"{ENVS}/train-diffusers.yaml"
-        script:
-            "../scripts/fetch_diffusers_model.py"
-
-
-if TRAIN["backend"] == "diffusers":
-
-    rule cache_latents:
-        input:
-            tav=R("tav.json"),
-            model=asset(TRAIN["diffusers"]["pretrained"]),
-        output:
-            directory(R("latents/{model}")),
-        params:
-            train=TT.caching_settings(TRAIN),
-        wildcard_constraints:
-            model=TRAIN_MODEL,
-        # torch CPU threads: the work is on the GPU (and on a 2-core machine one thread is faster)
-        threads: 1
-        resources:
-            gpu=1,
-        log:
-            log_path("cache_latents", "{model}"),
-        benchmark:
-            R("benchmarks/cache_latents/{model}.tsv")
-        conda:
-            f"{ENVS}/train-diffusers.yaml"
-        script:
-            "../scripts/cache_latents.py"
-
-if TRAIN["backend"] == "opensora":
-
-    if to_fetch("fetch_opensora"):
-
-        rule fetch_opensora:
-            output:
-                directory(to_fetch("fetch_opensora")[0]),
-            params:
-                git_url=TRAIN["opensora"]["git_url"],
-                commit=TRAIN["opensora"]["commit"],
-            resources:
-                downloads=1,
-            log:
-                log_path("fetch_opensora"),
-            conda:
-                f"{ENVS}/train-opensora.yaml"
-            script:
-                "../scripts/fetch_opensora.py"
-
-    if to_fetch("fetch_opensora_weights"):
-
-        rule fetch_opensora_weights:
-            output:
-                [directory(p) for p in to_fetch("fetch_opensora_weights")],
-            params:
-                train=TRAIN,
-            resources:
-                downloads=1,
-            log:
-                log_path("fetch_opensora_weights"),
-            conda:
-                f"{ENVS}/train-opensora.yaml"
-            script:
-                "../scripts/fetch_opensora_weights.py"
+# The rules only this backend has (downloads, cached inputs): rules/backend_<name>.smk.
+include: f"backend_{BACKEND.name}.smk"
 
 
 rule:
