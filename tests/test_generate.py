@@ -77,7 +77,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pa
 def test_baseline_videos_are_seeded_and_paired(tmp_path: Path, tiny_model: Path) -> None:
     prompts = _prompts(tmp_path, {"A": ["a dog on a beach", "a cat"], "B": ["a dog on a beach"]})
     outs = {g: tmp_path / "gen" / g for g in prompts}
-    result = generate_videos_step(str(tiny_model), None, prompts, outs, tiny_train(tiny_model), GENERATE, threads=1)
+    result = generate_videos_step(None, prompts, outs, tiny_train(tiny_model), GENERATE, threads=1)
     assert [p.name for p in result["A"]] == ["0.mp4", "1.mp4"]
     info = probe(outs["A"] / "0.mp4")
     assert (info.width, info.height, info.fps) == (32, 32, 8.0)
@@ -96,7 +96,7 @@ def test_checkpoints_generate_with_their_ema_weights(tmp_path: Path, tiny_model:
     for name, ckpt, weights in (("base", None, "ema"), ("ema", checkpoint, "ema"), ("model", checkpoint, "model")):
         out = {"C": tmp_path / name / "C"}
         generate_videos_step(
-            str(tiny_model), ckpt, prompts, out, tiny_train(tiny_model), {**GENERATE, "weights": weights}, threads=1
+            ckpt, prompts, out, tiny_train(tiny_model), {**GENERATE, "weights": weights}, threads=1
         )
         videos[name] = _frames(out["C"] / "0.mp4")
     assert json.loads((tmp_path / "ema" / "C" / "prompts.json").read_text())["checkpoint"] == "epoch_3"
@@ -104,5 +104,5 @@ def test_checkpoints_generate_with_their_ema_weights(tmp_path: Path, tiny_model:
     assert not np.array_equal(videos["ema"], videos["base"])
     with pytest.raises(MissingAssetError, match="model_ema"):
         generate_videos_step(
-            str(tiny_model), tmp_path, prompts, {"C": tmp_path / "x"}, tiny_train(tiny_model), GENERATE
+            tmp_path, prompts, {"C": tmp_path / "x"}, tiny_train(tiny_model), GENERATE
         )

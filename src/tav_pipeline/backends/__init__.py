@@ -56,9 +56,8 @@ class TrainJob:
 class GenerationJob:
     """One generation job: every group's test prompts through ``train.model`` at one checkpoint."""
 
-    pretrained: str
     checkpoint_dir: str | Path | None
-    """An epoch folder, or ``None`` for the baseline."""
+    """An epoch folder, or ``None`` for the baseline (the backend's pretrained model)."""
     prompt_files: Mapping[str, str | Path]
     out_dirs: Mapping[str, str | Path]
     train: Mapping[str, Any]
@@ -139,7 +138,6 @@ def registry() -> dict[str, Backend]:
 
 
 def generate_videos_step(
-    pretrained: str,
     checkpoint_dir: str | Path | None,
     prompt_files: Mapping[str, str | Path],
     out_dirs: Mapping[str, str | Path],
@@ -152,8 +150,6 @@ def generate_videos_step(
     """Rule ``generate_videos``: every group's test prompts through ``train.backend``'s sampler.
 
     Arguments:
-        pretrained: the diffusers pipeline folder or hub id (``train.diffusers.pretrained``; other
-            backends read their model from ``train``).
         checkpoint_dir: an epoch folder, or ``None`` for the baseline.
         prompt_files: group -> ``results/prompts/{group}.txt``.
         out_dirs: group -> ``results/generated/{model}/{checkpoint}/{group}``.
@@ -166,7 +162,6 @@ def generate_videos_step(
         group -> the videos written.
     """
     job = GenerationJob(
-        pretrained=pretrained,
         checkpoint_dir=checkpoint_dir,
         prompt_files=prompt_files,
         out_dirs=out_dirs,

@@ -327,13 +327,13 @@ def generate_run(
 
 def generate_checkpoint(job: GenerationJob) -> dict[str, list[Path]]:
     """Rule ``generate_videos`` with ``train.backend: diffusers``: every group's test prompts
-    through the pipeline ``job.pretrained``, with the checkpoint's transformer (its
+    through the pipeline ``train.diffusers.pretrained``, with the checkpoint's transformer (its
     ``generate.weights``) swapped in unless it is the baseline."""
     from tav_pipeline.train.checkpoint import weights_dir
 
     train_cfg = TrainConfig.from_dict(dict(job.train))
     gen = GenerateConfig.from_dict(dict(job.generate))
-    run = DiffusersRun.for_checkpoint(train_cfg, gen, job.checkpoint, job.pretrained)
+    run = DiffusersRun.for_checkpoint(train_cfg, gen, job.checkpoint)
     transformer_dir = None if job.checkpoint_dir is None else weights_dir(job.checkpoint_dir, gen.weights)
     return generate_run(run, job.prompt_files, job.out_dirs, transformer_dir, job.threads)
 
