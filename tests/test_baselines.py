@@ -17,8 +17,8 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_tiny_model  # noqa: E402
 
-from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
 from tav_pipeline.backends.diffusers.generate import fetch_baseline_step, generate_baseline_step  # noqa: E402
+from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
 from tav_pipeline.train.config import BaselineModel, GenerateConfig  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 

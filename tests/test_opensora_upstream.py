@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_opensora import FAKE_TRAINER, _stub, assets, data_txt  # noqa: F401, F811 (fixtures)
+from test_opensora import FAKE_TRAINER, _stub, assets, data_txt  # noqa: F401 (fixtures)
 
 from tav_pipeline.backends.opensora import annotation, checks
 from tav_pipeline.backends.opensora import train as trainer
