@@ -10,7 +10,7 @@ transformer is a small stand-in with CogVideoX-2B's input widths (the cache read
 config). Clips: synthetic 10 s, 8 fps, 256 x 256 mp4s with a cut in the middle (as
 ``train_multi_gpu.py``), ``train.diffusers.windows_per_clip`` 33-frame windows each (config.yaml: 4).
 
-* ``rule``: :func:`tav_pipeline.train.latents.cache_latents`, the rule's function: decode the
+* ``rule``: :func:`tav_pipeline.backends.diffusers.latents.cache_latents`, the rule's function: decode the
   windows, T5 once per prompt, the VAE per window, safetensors files and the index. Its encoder
   loading is timed apart (wrapped) and left out of clips/s.
 * ``floor``: the same encoders on the same windows, already decoded and on the GPU: T5 on each
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from tav_pipeline.train import families
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.latents import (
+    from tav_pipeline.backends.diffusers.latents import (
         cache_latents,
         cache_starts,
         load_windows,
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the floor: the same encoders and windows, decoded beforehand, on the device
     family = families.family_for(str(pipe))
-    enc = original(family, str(pipe), "main", families.resolve_device(cfg.diffusers.device),
+    enc = original(family, str(pipe), "main", torch.device(resolve_device(cfg.diffusers.device)),
                    families.DTYPES[cfg.diffusers.encode_dtype])
     plans, _ = plan_clips(train_items(json.loads(tav.read_text())), cfg)
     seq_len = max_sequence_length(cfg, family.transformer_cls().load_config(str(pipe), subfolder="transformer"))

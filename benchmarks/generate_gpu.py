@@ -84,7 +84,7 @@ def build_pipeline(out: Path, smoke: bool) -> tuple[Path, int]:
 
 def make_run(pipe: Path, smoke: bool, steps: int, batch: int) -> Any:
     """The rule's DiffusersRun, built as ``generate_videos`` builds it (from ``train:`` and ``generate:``)."""
-    from tav_pipeline.generate import DiffusersRun
+    from tav_pipeline.backends.diffusers.generate import DiffusersRun
     from tav_pipeline.train.config import GenerateConfig, TrainConfig
 
     train: dict[str, Any] = {"backend": "diffusers", "model": "bench", "epochs": [1],
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import tav_pipeline.video
-    from tav_pipeline.generate import generate_group, load_pipeline
+    from tav_pipeline.backends.diffusers.generate import generate_group, load_pipeline
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="tav-generate-"))

@@ -135,7 +135,8 @@ def main() -> None:
         with GpuMemory() as mem:
             import opensora_real
 
-            from tav_pipeline.train import external as osp
+            from tav_pipeline.backends.opensora import sample as sampler
+            from tav_pipeline.backends.opensora import train as trainer
 
             t0 = time.time()
             weights = opensora_real.build_all(a.models or a.work / "models", a.data / "spiece.model", tiny=a.tiny, device=gpu)
@@ -155,7 +156,7 @@ def main() -> None:
             for epoch, previous in ((1, None), (2, ckpts / "epoch_1")):
                 mem.phase = f"train_epoch_{epoch}"
                 t0 = time.time()
-                state = osp.train_opensora_step(a.work / "data.txt", previous, ckpts / f"epoch_{epoch}", a.work / f"job{epoch}", train, epoch)
+                state = trainer.train_opensora_step(a.work / "data.txt", previous, ckpts / f"epoch_{epoch}", a.work / f"job{epoch}", train, epoch)
                 result["phases"][f"train_epoch_{epoch}_s"] = round(time.time() - t0, 1)
                 result[f"state_epoch_{epoch}"] = {k: getattr(state, k) for k in ("epoch", "global_step", "steps_per_epoch", "usable_clips", "resumed_from")}
                 result["peak_gpu_memory_mib"] = dict(mem.peak)
@@ -170,7 +171,7 @@ def main() -> None:
             prompts.write_text("a dog runs in the snow\nPrevious scene: a red kite over a beach; Next scene: a kettle on a stove\n")
             generate = {"opensora": {"num_sampling_steps": a.sampling_steps}} if a.sampling_steps else {}
             t0 = time.time()
-            videos = osp.sample_opensora_step(ckpts / "epoch_2", {"A": prompts}, {"A": a.work / "generated" / "A"}, a.work / "sample", train, generate, "epoch_2")
+            videos = sampler.sample_opensora_step(ckpts / "epoch_2", {"A": prompts}, {"A": a.work / "generated" / "A"}, a.work / "sample", train, generate, "epoch_2")
             result["phases"]["sample_s"] = round(time.time() - t0, 1)
             result["videos"] = [str(v) for v in videos["A"]]
             for v in videos["A"]:

@@ -4,7 +4,7 @@ paper's shape, with and without cached latents.
     python benchmarks/train_gpu.py                 # one GPU, ~5 minutes
     python benchmarks/train_gpu.py --smoke         # the same code on tiny shapes (CPU is fine)
 
-What runs is the pipeline's own trainer step (:class:`tav_pipeline.train.loop.Trainer`: v target,
+What runs is the pipeline's own trainer step (:class:`tav_pipeline.backends.diffusers.loop.Trainer`: v target,
 min-SNR-5 weights, AdamW 1e-5, EMA 0.9999, gradient checkpointing, bf16, DeepSpeed ZeRO-2 in one
 process through accelerate) on a randomly initialised transformer of CogVideoX-2B's
 configuration (no download), at 33 frames x 256 x 256 (9 x 32 x 32 latents, 2304 video tokens +
@@ -155,8 +155,8 @@ def worker(mode: str, steps: int, warmup: int, smoke: bool, windows: int) -> dic
     from tav_pipeline.tiny_cogvideox import tiny_vocab
     from tav_pipeline.train.accelerate_config import deepspeed_config, free_port
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.families import CogVideoX, Encoders
-    from tav_pipeline.train.loop import _skip_cpu_shm_kernel, prepare_trainer
+    from tav_pipeline.backends.diffusers.families import CogVideoX, Encoders
+    from tav_pipeline.backends.diffusers.loop import _skip_cpu_shm_kernel, prepare_trainer
 
     cfg = TrainConfig.from_dict(settings(smoke))
     cuda = torch.cuda.is_available()

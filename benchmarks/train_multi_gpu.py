@@ -5,7 +5,7 @@
     python benchmarks/train_multi_gpu.py --smoke --runs 1x2,2x1  # tiny shapes on the CPU (gloo)
 
 A run ``PxB`` is ``train.num_gpus: P`` processes with ``train.batch_size: B`` each (global batch
-P*B), trained by the rule's own code path: :func:`tav_pipeline.train.loop.train_model_step`, i.e.
+P*B), trained by the rule's own code path: :func:`tav_pipeline.backends.diffusers.loop.train_model_step`, i.e.
 ``accelerate launch`` of the trainer with the generated accelerate and ZeRO-2 files, on a latent
 cache made by the rule ``cache_latents``'s function. Every run trains ``--steps`` optimizer steps
 from the same weights on the same clips.
@@ -154,7 +154,7 @@ def settings(pipe: Path, smoke: bool, steps: int, processes: int = 1, batch: int
 def run(spec: str, pipe: Path, tav: Path, latents: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One ``PxB`` training job through the rule's code path; its losses, times and memory."""
     from tav_pipeline.train import checkpoint as ckpt
-    from tav_pipeline.train.loop import train_model_step
+    from tav_pipeline.backends.diffusers.loop import train_model_step
 
     processes, batch = (int(x) for x in spec.split("x"))
     folder = work / spec
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.latents import cache_latents
+    from tav_pipeline.backends.diffusers.latents import cache_latents
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tav-multi-gpu-"))
     work.mkdir(parents=True, exist_ok=True)

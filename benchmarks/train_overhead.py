@@ -6,7 +6,7 @@ call, and a profile of where the rule's path spends the difference.
 
 Rows (each in its own process, on the same weights, latent cache and shape):
 
-* ``rule``: ``accelerate launch`` of :func:`tav_pipeline.train.loop.run_training` with the launch
+* ``rule``: ``accelerate launch`` of :func:`tav_pipeline.backends.diffusers.loop.run_training` with the launch
   files the rule ``train_model`` writes (DeepSpeed ZeRO-2 in one process, bf16, EMA, gradient
   checkpointing on, the paper's settings), reading the latent cache through its DataLoader. Only
   the final save (about 30 GB at this size) is left out. Seconds per step are the trainer's own
@@ -258,7 +258,7 @@ process pays for them."""
 def run_row(name: str, args: argparse.Namespace, pipe: Path, tav: Path, latents: Path, work: Path) -> dict[str, Any]:
     from tav_pipeline.train.accelerate_config import launch_env, write_launch_files
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.loop import plan_job
+    from tav_pipeline.backends.diffusers.loop import plan_job
 
     out = work / f"{name}.json"
     steps = args.warmup + args.steps + (args.profile if name == "rule" else 0)
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     from train_multi_gpu import build_pipeline, make_clips
 
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.latents import cache_latents
+    from tav_pipeline.backends.diffusers.latents import cache_latents
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="tav-overhead-"))

@@ -55,7 +55,7 @@ rule generate_videos:
     benchmark:
         R("benchmarks/generate_videos/{model}/{checkpoint}.tsv")
     conda:
-        f"{ENVS}/train-opensora.yaml" if TRAIN["backend"] == "opensora" else f"{ENVS}/train-diffusers.yaml"
+        f"{ENVS}/{BACKEND.env}.yaml"
     script:
         "../scripts/generate_videos.py"
 

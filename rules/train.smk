@@ -8,20 +8,22 @@
 # DeepSpeed ZeRO-2. It holds that many of `--resources gpu=K` on a workstation, and on SLURM asks
 # for `gres: gpu:<type>:<num_gpus>` itself (the type as TAV_SLURM_GPU_GRES names it, default
 # h200): the count is a workflow setting, which profiles/slurm cannot see.
+#
+# The backend (tav_pipeline.backends) names the training rule and gives its inputs, threads and
+# conda env; the rules only one backend has (latent cache, fetches) are in rules/backend_<name>.smk.
 import re
 
+from tav_pipeline.backends import backend
 from tav_pipeline.train import targets as TT
 
 TRAIN = config["train"]
 TRAIN_MODEL = re.escape(TRAIN["model"])
 TRAIN_GPUS = TT.training_gpus(TRAIN)
+BACKEND = backend(TRAIN["backend"])
 TINY_COGVIDEOX = R("demo/tiny_cogvideox")
 # What the trained model's training and generation read besides the checkpoints: the checkout and
 # weights (opensora), or the pipeline folder (diffusers), as asset inputs.
-if TRAIN["backend"] == "opensora":
-    MODEL_INPUTS = [p for a in ASSETS if a.key.startswith("train.opensora.") for p in asset(a.path)]
-else:
-    MODEL_INPUTS = asset(TRAIN["diffusers"]["pretrained"])
+MODEL_INPUTS = [p for path in BACKEND.model_paths(TRAIN) for p in asset(path)]
 
 
 rule build_tiny_cogvideox:
@@ -37,143 +39,47 @@ rule build_tiny_cogvideox:
         "../scripts/build_tiny_cogvideox.py"
 
 
-if to_fetch("fetch_diffusers_model"):
-
-    rule fetch_diffusers_model:
-        output:
-            directory(to_fetch("fetch_diffusers_model")[0]),
-        params:
-            hub_id=TRAIN["diffusers"]["hub_id"],
-            revision=TRAIN["diffusers"]["revision"],
-        resources:
-            downloads=1,
-        log:
-            log_path("fetch_diffusers_model"),
-        conda:
-            f"{ENVS}/train-diffusers.yaml"
-        script:
-            "../scripts/fetch_diffusers_model.py"
+# The rules only this backend has (downloads, cached inputs): rules/backend_<name>.smk.
+include: f"backend_{BACKEND.name}.smk"
 
 
-if TRAIN["backend"] == "diffusers":
-
-    rule cache_latents:
-        input:
-            tav=R("tav.json"),
-            model=asset(TRAIN["diffusers"]["pretrained"]),
-        output:
-            directory(R("latents/{model}")),
-        params:
-            train=TT.caching_settings(TRAIN),
-        wildcard_constraints:
-            model=TRAIN_MODEL,
-        # torch CPU threads: the work is on the GPU (and on a 2-core machine one thread is faster)
-        threads: 1
-        resources:
-            gpu=1,
-        log:
-            log_path("cache_latents", "{model}"),
-        benchmark:
-            R("benchmarks/cache_latents/{model}.tsv")
-        conda:
-            f"{ENVS}/train-diffusers.yaml"
-        script:
-            "../scripts/cache_latents.py"
-
-    rule train_model:
-        input:
-            tav=R("tav.json"),
-            latents=R("latents/{model}") if TRAIN["diffusers"]["cache_latents"] else [],
-            model=asset(TRAIN["diffusers"]["pretrained"]),
-            previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
-        output:
-            checkpoint=directory(R("checkpoints/{model}/epoch_{epoch}")),
-            losses=report(
-                R("train/{model}/losses_epoch_{epoch}.tsv"),
-                category="Training",
-                labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
-            ),
-        params:
-            train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
-            epoch=lambda wc: int(wc.epoch),
-            work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
-        wildcard_constraints:
-            model=TRAIN_MODEL,
-            epoch=r"\d+",
-        # one CPU thread per process: the work is on the GPUs
-        threads: TRAIN_GPUS
-        resources:
-            gpu=TRAIN_GPUS,
-            gres=TT.slurm_gres(TRAIN_GPUS),
-        log:
-            log_path("train_model", "{model}/epoch_{epoch}"),
-        benchmark:
-            R("benchmarks/train_model/{model}/epoch_{epoch}.tsv")
-        conda:
-            f"{ENVS}/train-diffusers.yaml"
-        script:
-            "../scripts/train_model.py"
-
-else:
-
-    if to_fetch("fetch_opensora"):
-
-        rule fetch_opensora:
-            output:
-                directory(to_fetch("fetch_opensora")[0]),
-            params:
-                git_url=TRAIN["opensora"]["git_url"],
-                commit=TRAIN["opensora"]["commit"],
-            resources:
-                downloads=1,
-            log:
-                log_path("fetch_opensora"),
-            conda:
-                f"{ENVS}/train-opensora.yaml"
-            script:
-                "../scripts/fetch_opensora.py"
-
-    if to_fetch("fetch_opensora_weights"):
-
-        rule fetch_opensora_weights:
-            output:
-                [directory(p) for p in to_fetch("fetch_opensora_weights")],
-            params:
-                train=TRAIN,
-            resources:
-                downloads=1,
-            log:
-                log_path("fetch_opensora_weights"),
-            conda:
-                f"{ENVS}/train-opensora.yaml"
-            script:
-                "../scripts/fetch_opensora_weights.py"
-
-    rule train_opensora:
-        input:
-            data=R("opensora/data.txt"),
-            annotation=R("opensora/tav_train.json"),
-            opensora=MODEL_INPUTS,
-            previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
-        output:
-            directory(R("checkpoints/{model}/epoch_{epoch}")),
-        params:
-            train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
-            epoch=lambda wc: int(wc.epoch),
-            work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
-        wildcard_constraints:
-            model=TRAIN_MODEL,
-            epoch=r"\d+",
-        # Open-Sora-Plan's 8 dataloader workers per process
-        threads: 8 * TRAIN_GPUS
-        resources:
-            gpu=TRAIN_GPUS,
-            gres=TT.slurm_gres(TRAIN_GPUS),
-        log:
-            log_path("train_opensora", "{model}/epoch_{epoch}"),
-        benchmark:
-            R("benchmarks/train_opensora/{model}/epoch_{epoch}.tsv")
-        conda:
-            f"{ENVS}/train-opensora.yaml"
-        script:
-            "../scripts/train_opensora.py"
+rule:
+    name:
+        BACKEND.training_rule
+    input:
+        **BACKEND.training_inputs(RESULTS, TRAIN),
+        model=MODEL_INPUTS,
+        previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
+    output:
+        checkpoint=directory(R("checkpoints/{model}/epoch_{epoch}")),
+        # the per-step losses of a backend that writes them (diffusers)
+        **(
+            {
+                "losses": report(
+                    R("train/{model}/losses_epoch_{epoch}.tsv"),
+                    category="Training",
+                    labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
+                )
+            }
+            if "losses" in BACKEND.training_outputs
+            else {}
+        ),
+    params:
+        train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
+        epoch=lambda wc: int(wc.epoch),
+        work=lambda wc: R(f"train/{wc.model}/work/epoch_{wc.epoch}"),
+    wildcard_constraints:
+        model=TRAIN_MODEL,
+        epoch=r"\d+",
+    threads: BACKEND.training_threads(TRAIN_GPUS)
+    resources:
+        gpu=TRAIN_GPUS,
+        gres=TT.slurm_gres(TRAIN_GPUS),
+    log:
+        log_path(BACKEND.training_rule, "{model}/epoch_{epoch}"),
+    benchmark:
+        R(f"benchmarks/{BACKEND.training_rule}/{{model}}/epoch_{{epoch}}.tsv")
+    conda:
+        f"{ENVS}/{BACKEND.env}.yaml"
+    script:
+        "../scripts/train_model.py"

@@ -1,7 +1,7 @@
 """Rule generate_baseline_videos: one baseline-only diffusers model of generate.baselines, the
 prompt group(s) of this job."""
 from tav_pipeline import gpus, logs
-from tav_pipeline.generate import generate_baseline_step
+from tav_pipeline.backends.diffusers.generate import generate_baseline_step
 
 groups = snakemake.params.groups
 with logs.to_file(snakemake.log[0]):

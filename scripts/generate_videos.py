@@ -1,12 +1,11 @@
-"""Rule generate_videos (diffusers pipeline, or Open-Sora-Plan's sampler)."""
+"""Rule generate_videos: the test prompts through train.backend's sampler."""
 from tav_pipeline import gpus, logs
-from tav_pipeline.generate import generate_videos_step
+from tav_pipeline.backends import generate_videos_step
 
 groups = snakemake.params.groups
 with logs.to_file(snakemake.log[0]):
     gpus.claim(snakemake.resources.get("gpu", 0), rule=snakemake.rule)
     generate_videos_step(
-        snakemake.params.train["diffusers"]["pretrained"],
         snakemake.input.checkpoint[0] if snakemake.input.checkpoint else None,
         dict(zip(groups, snakemake.input.prompts)),
         {g: snakemake.output[g] for g in groups},

@@ -95,8 +95,8 @@ def shared_latents(factory: pytest.TempPathFactory) -> Path:
     if "latents" not in _CACHE:
         import torch
 
+        from tav_pipeline.backends.diffusers.latents import cache_latents
         from tav_pipeline.train.config import TrainConfig
-        from tav_pipeline.train.latents import cache_latents
 
         model, tav = shared_tiny_model(factory), shared_tav(factory)
         out = factory.mktemp("latents") / "tiny"

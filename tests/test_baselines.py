@@ -17,8 +17,8 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_tiny_model  # noqa: E402
 
+from tav_pipeline.backends.diffusers.generate import fetch_baseline_step, generate_baseline_step  # noqa: E402
 from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
-from tav_pipeline.generate import fetch_baseline_step, generate_baseline_step  # noqa: E402
 from tav_pipeline.train.config import BaselineModel, GenerateConfig  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
@@ -139,7 +139,7 @@ def test_baseline_videos_manifest_and_seeds(tmp_path: Path, tiny_models: dict[st
 
 @pytest.mark.parametrize("family", ["cogvideox", "easyanimate"])
 def test_pipeline_frames_are_bit_exact_across_loads(tiny_models: dict[str, Path], family: str) -> None:
-    from tav_pipeline.generate import DiffusersRun, call_arguments, load_pipeline
+    from tav_pipeline.backends.diffusers.generate import DiffusersRun, call_arguments, load_pipeline
 
     run = DiffusersRun.for_baseline(BaselineModel.from_dict(family, spec(tiny_models[family])), seed=5)
     frames = []

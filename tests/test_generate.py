@@ -15,8 +15,9 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_tiny_model, tiny_train  # noqa: E402
 
-from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
-from tav_pipeline.generate import generate_videos_step, read_prompts  # noqa: E402
+from tav_pipeline.backends import generate_videos_step  # noqa: E402
+from tav_pipeline.errors import ConfigError, MissingAssetError, PromptFileError  # noqa: E402
+from tav_pipeline.generate import read_prompts  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
 GENERATE = {"seed": 7, "diffusers": {"num_inference_steps": 2, "device": "cpu"}}
@@ -49,8 +50,12 @@ def test_read_prompts_refuses_blank_lines(tmp_path: Path) -> None:
     (tmp_path / "ok.txt").write_text("a dog\nPrevious scene: a; Next scene: b\n\n")
     assert read_prompts(tmp_path / "ok.txt") == ["a dog", "Previous scene: a; Next scene: b"]
     (tmp_path / "bad.txt").write_text("a dog\n\na cat\n")
-    with pytest.raises(ConfigError, match="line 2"):
+    with pytest.raises(PromptFileError, match="bad.txt: line 2 is blank") as info:
         read_prompts(tmp_path / "bad.txt")
+    assert not isinstance(info.value, ConfigError)  # a fault of the file, not of the config
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(PromptFileError, match="holds no prompt"):
+        read_prompts(tmp_path / "empty.txt")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +77,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Pa
 def test_baseline_videos_are_seeded_and_paired(tmp_path: Path, tiny_model: Path) -> None:
     prompts = _prompts(tmp_path, {"A": ["a dog on a beach", "a cat"], "B": ["a dog on a beach"]})
     outs = {g: tmp_path / "gen" / g for g in prompts}
-    result = generate_videos_step(str(tiny_model), None, prompts, outs, tiny_train(tiny_model), GENERATE, threads=1)
+    result = generate_videos_step(None, prompts, outs, tiny_train(tiny_model), GENERATE, threads=1)
     assert [p.name for p in result["A"]] == ["0.mp4", "1.mp4"]
     info = probe(outs["A"] / "0.mp4")
     assert (info.width, info.height, info.fps) == (32, 32, 8.0)
@@ -91,7 +96,7 @@ def test_checkpoints_generate_with_their_ema_weights(tmp_path: Path, tiny_model:
     for name, ckpt, weights in (("base", None, "ema"), ("ema", checkpoint, "ema"), ("model", checkpoint, "model")):
         out = {"C": tmp_path / name / "C"}
         generate_videos_step(
-            str(tiny_model), ckpt, prompts, out, tiny_train(tiny_model), {**GENERATE, "weights": weights}, threads=1
+            ckpt, prompts, out, tiny_train(tiny_model), {**GENERATE, "weights": weights}, threads=1
         )
         videos[name] = _frames(out["C"] / "0.mp4")
     assert json.loads((tmp_path / "ema" / "C" / "prompts.json").read_text())["checkpoint"] == "epoch_3"
@@ -99,7 +104,7 @@ def test_checkpoints_generate_with_their_ema_weights(tmp_path: Path, tiny_model:
     assert not np.array_equal(videos["ema"], videos["base"])
     with pytest.raises(MissingAssetError, match="model_ema"):
         generate_videos_step(
-            str(tiny_model), tmp_path, prompts, {"C": tmp_path / "x"}, tiny_train(tiny_model), GENERATE
+            tmp_path, prompts, {"C": tmp_path / "x"}, tiny_train(tiny_model), GENERATE
         )
 
 

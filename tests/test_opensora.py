@@ -6,6 +6,7 @@ from the latest checkpoint-*, sample files named {method}_{index}_gs{g}_s{steps}
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -14,9 +15,11 @@ from typing import Any
 
 import pytest
 
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.backends.opensora import annotation, checks, commands, upstream
+from tav_pipeline.backends.opensora import sample as sampler
+from tav_pipeline.backends.opensora import train as trainer
+from tav_pipeline.errors import ConfigError, RecordError, MissingAssetError
 from tav_pipeline.train import checkpoint as ckpt
-from tav_pipeline.train import external as osp
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 
 # argparse flags of v1.3.1 (commit c41050ae): opensora/train/train_t2v_diffusers.py and
@@ -142,7 +145,7 @@ def data_txt(tmp_path: Path) -> Path:
 def assets(tmp_path: Path) -> dict[str, Any]:
     """A stand-in checkout and weight folders, and the train: settings pointing at them."""
     repo = tmp_path / "Open-Sora-Plan"
-    for rel in (osp.TRAIN_SCRIPT, osp.SAMPLE_FILE):
+    for rel in (upstream.TRAIN_SCRIPT, upstream.SAMPLE_FILE):
         (repo / rel).parent.mkdir(parents=True, exist_ok=True)
         (repo / rel).write_text("# stand-in\n")
     weights = tmp_path / "weights"
@@ -178,7 +181,7 @@ def _flags(argv: list[str]) -> dict[str, Any]:
 
 def test_train_command_is_the_papers_flag_by_flag(tmp_path: Path) -> None:
     cfg = TrainConfig()
-    argv = osp.train_argv(
+    argv = commands.train_argv(
         cfg,
         accelerate_yaml=tmp_path / "acc.yaml",
         data_txt=tmp_path / "data.txt",
@@ -249,14 +252,14 @@ def test_train_command_is_the_papers_flag_by_flag(tmp_path: Path) -> None:
     assert flags == expected
     assert {f[2:] for f in flags} <= V131_TRAIN_FLAGS
     off = TrainConfig.from_dict({"opensora": {"rescale_betas_zero_snr": False, "extra_args": ["--group_data"]}})
-    argv = osp.train_argv(
+    argv = commands.train_argv(
         off, accelerate_yaml="a", data_txt="d", output_dir="o", max_train_steps=1, checkpointing_steps=1
     )
     assert "--rescale_betas_zero_snr" not in argv and argv[-1] == "--group_data"
 
 
 def test_sample_command_flag_by_flag(tmp_path: Path) -> None:
-    argv = osp.sample_argv(
+    argv = commands.sample_argv(
         TrainConfig(),
         GenerateConfig(),
         model_path=tmp_path / "epoch_16" / "model_ema",
@@ -305,23 +308,23 @@ def test_sample_command_flag_by_flag(tmp_path: Path) -> None:
 )
 def test_settings_open_sora_plan_would_crash_on_are_refused(over: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        osp.check_settings(TrainConfig.from_dict(over))
+        checks.check_settings(TrainConfig.from_dict(over))
 
 
 def test_missing_assets_name_the_rule_that_fetches_them(tmp_path: Path, assets: dict[str, Any]) -> None:
     cfg = TrainConfig.from_dict(assets)
-    osp.check_checkout(cfg)
-    osp.check_weights(cfg)
+    checks.check_checkout(cfg)
+    checks.check_weights(cfg)
     with pytest.raises(MissingAssetError, match="fetch_opensora'"):
-        osp.check_checkout(TrainConfig.from_dict({"opensora": {"repo": str(tmp_path / "nowhere")}}))
+        checks.check_checkout(TrainConfig.from_dict({"opensora": {"repo": str(tmp_path / "nowhere")}}))
     pretrained_file = tmp_path / "model.safetensors"
     pretrained_file.write_bytes(b"")
     with pytest.raises(ConfigError, match="folder"):
-        osp.check_weights(
+        checks.check_weights(
             TrainConfig.from_dict({"opensora": {**assets["opensora"], "pretrained": str(pretrained_file)}})
         )
     with pytest.raises(MissingAssetError, match="fetch_opensora_weights"):
-        osp.check_weights(TrainConfig.from_dict({"opensora": {**assets["opensora"], "cache_dir": str(tmp_path)}}))
+        checks.check_weights(TrainConfig.from_dict({"opensora": {**assets["opensora"], "cache_dir": str(tmp_path)}}))
 
 
 def test_checkout_commit_is_checked(tmp_path: Path, assets: dict[str, Any]) -> None:
@@ -333,15 +336,15 @@ def test_checkout_commit_is_checked(tmp_path: Path, assets: dict[str, Any]) -> N
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "stand-in"], check=True)
     with pytest.raises(ConfigError, match="not c41050ae"):
-        osp.check_checkout(TrainConfig.from_dict({"opensora": {**assets["opensora"], "check_commit": True}}))
+        checks.check_checkout(TrainConfig.from_dict({"opensora": {**assets["opensora"], "check_commit": True}}))
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    osp.check_checkout(
+    checks.check_checkout(
         TrainConfig.from_dict({"opensora": {**assets["opensora"], "check_commit": True, "commit": head}})
     )
 
 
 def test_annotation_plan_repeats_the_trainers_filter(data_txt: Path) -> None:
-    plan = osp.plan_annotation(osp.read_data_txt(data_txt), TrainConfig())
+    plan = annotation.plan_annotation(annotation.read_data_txt(data_txt), TrainConfig())
     reasons = {Path(r["path"]).stem: r["reason"] for r in plan.rejected}
     assert reasons == {
         "short_a": "small_bucket",
@@ -354,39 +357,53 @@ def test_annotation_plan_repeats_the_trainers_filter(data_txt: Path) -> None:
     assert plan.usable == 5 and plan.buckets == {"33x256x256": 5}
     assert all(Path(i["path"]).is_absolute() for i in plan.items)
     with pytest.raises(ConfigError, match="unusable_clips"):
-        osp.plan_annotation(
-            osp.read_data_txt(data_txt), TrainConfig.from_dict({"opensora": {"unusable_clips": "error"}})
+        annotation.plan_annotation(
+            annotation.read_data_txt(data_txt), TrainConfig.from_dict({"opensora": {"unusable_clips": "error"}})
         )
     # drop_short_ratio 1.0 (the trainer's own default) drops every clip shorter than 33 frames
     assert (
-        osp.plan_annotation(osp.read_data_txt(data_txt), TrainConfig.from_dict({"drop_short_ratio": 1.0})).usable == 5
+        annotation.plan_annotation(annotation.read_data_txt(data_txt), TrainConfig.from_dict({"drop_short_ratio": 1.0})).usable == 5
     )
 
 
+def test_clips_smaller_than_the_training_size_are_reported(data_txt: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = annotation.read_data_txt(data_txt)
+    with caplog.at_level(logging.WARNING, logger=annotation.__name__):
+        annotation.plan_annotation(rows, TrainConfig())
+        assert "upscaled" not in caplog.text
+        annotation.plan_annotation(rows, TrainConfig.from_dict({"height": 512, "width": 512}))
+    assert "7 clip(s) are smaller than 512x512 and will be upscaled" in caplog.text  # the long and short ones
+
+
 def test_items_without_fps_are_refused(tmp_path: Path, data_txt: Path) -> None:
-    root, annotation = osp.read_data_txt(data_txt)[0]
-    items = json.loads(Path(annotation).read_text())
+    root, annotation_json = annotation.read_data_txt(data_txt)[0]
+    items = json.loads(Path(annotation_json).read_text())
     del items[0]["fps"]
-    Path(annotation).write_text(json.dumps(items))
-    with pytest.raises(ConfigError, match="'fps'"):
-        osp.plan_annotation([(root, annotation)], TrainConfig())
+    Path(annotation_json).write_text(json.dumps(items))
+    with pytest.raises(RecordError, match="'fps'") as info:
+        annotation.plan_annotation([(root, annotation_json)], TrainConfig())
+    assert not isinstance(info.value, ConfigError)  # a fault of the file build_tav wrote
+    bad = tmp_path / "data.txt"
+    bad.write_text("only-one-field\n")
+    with pytest.raises(RecordError, match="line 1: expected 'VIDEO_ROOT,ANNOTATION_JSON'"):
+        annotation.read_data_txt(bad)
 
 
 def test_launch_plans_make_every_epoch_end_a_save() -> None:
     job = ckpt.EpochJob(16, 24, 450)
-    per_epoch = osp.plan_launches(job, 450, "per_epoch")
+    per_epoch = trainer.plan_launches(job, 450, "per_epoch")
     assert [(launch.max_train_steps, launch.checkpointing_steps, launch.repeat) for launch in per_epoch] == [
         (k * 450, 450, 1) for k in range(17, 25)
     ]
-    (repeat,) = osp.plan_launches(job, 450, "repeat")
+    (repeat,) = trainer.plan_launches(job, 450, "repeat")
     assert (repeat.max_train_steps, repeat.checkpointing_steps, repeat.repeat) == (10800, 10800, 8)
     # epoch_steps: 100 (the paper's literal "100 steps"): one pass of 450 clips covers an epoch
     assert [
         (launch.max_train_steps, launch.repeat)
-        for launch in osp.plan_launches(ckpt.EpochJob(0, 2, 100), 450, "per_epoch")
+        for launch in trainer.plan_launches(ckpt.EpochJob(0, 2, 100), 450, "per_epoch")
     ] == [(100, 1), (200, 1)]
     # 8 GPUs x batch 1: 100 steps take 800 clips, two copies of the 450
-    (eight,) = osp.plan_launches(ckpt.EpochJob(0, 1, 100), 450, "per_epoch", global_batch=8)
+    (eight,) = trainer.plan_launches(ckpt.EpochJob(0, 1, 100), 450, "per_epoch", global_batch=8)
     assert (eight.max_train_steps, eight.repeat) == (100, 2)
 
 
@@ -398,8 +415,8 @@ def test_training_relaunches_until_each_epoch_is_saved(
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     train = {**assets, "epochs": [1, 3], "opensora": {**assets["opensora"], "relaunch": relaunch}}
-    first = osp.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
-    third = osp.train_opensora_step(
+    first = trainer.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
+    third = trainer.train_opensora_step(
         data_txt, tmp_path / "ck" / "epoch_1", tmp_path / "ck" / "epoch_3", tmp_path / "work3", train, 3
     )
     assert (first.global_step, third.global_step, third.steps_per_epoch) == (5, 15, 5)
@@ -438,10 +455,10 @@ def test_training_on_n_gpus_launches_n_processes_with_the_global_batch(
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ConfigError, match="launches 2 process.*sees 1 GPU"):
-        osp.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
+        trainer.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    first = osp.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
+    first = trainer.train_opensora_step(data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work1", train, 1)
     # 9 clips, 2 processes x batch 1: 4 steps make an epoch (one pass; the odd clip waits)
     assert (first.global_step, first.steps_per_epoch, first.num_processes, first.learning_rate) == (4, 4, 2, 2e-5)
     (call,) = [_flags(json.loads(line)) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
@@ -455,11 +472,11 @@ def test_training_on_n_gpus_launches_n_processes_with_the_global_batch(
 
     # ZeRO's optimizer partitions resume only with as many processes
     with pytest.raises(ConfigError, match="trained by 2 process.*train.num_gpus: 2"):
-        osp.train_opensora_step(
+        trainer.train_opensora_step(
             data_txt, tmp_path / "ck" / "epoch_1", tmp_path / "ck" / "epoch_2", tmp_path / "work2",
             {**train, "num_gpus": 1}, 2,
         )
-    second = osp.train_opensora_step(
+    second = trainer.train_opensora_step(
         data_txt, tmp_path / "ck" / "epoch_1", tmp_path / "ck" / "epoch_2", tmp_path / "work2", train, 2
     )
     assert (second.global_step, second.num_processes) == (8, 2)
@@ -473,7 +490,7 @@ def test_a_different_count_from_the_trainer_stops_it(
     monkeypatch.setenv("FAKE_LOG", str(tmp_path / "calls.jsonl"))
     monkeypatch.setenv("FAKE_DROP", "1")
     with pytest.raises(ConfigError, match="kept 4 of 5"):
-        osp.train_opensora_step(
+        trainer.train_opensora_step(
             data_txt, None, tmp_path / "ck" / "epoch_1", tmp_path / "work", {**assets, "epochs": [1]}, 1
         )
 
@@ -489,7 +506,7 @@ def test_sampling_maps_output_names_back_to_prompt_indices(
     prompts["C"].write_text("Previous scene: a dog; Next scene: a cat\n")
     outs = {g: tmp_path / "generated" / "opensora_plan" / "baseline" / g for g in prompts}
     gen = {"opensora": {"guidance_scale": 7}}  # written by the sampler as gs7.0
-    osp.sample_opensora_step(None, prompts, outs, tmp_path / "work", {**assets}, gen)
+    sampler.sample_opensora_step(None, prompts, outs, tmp_path / "work", {**assets}, gen)
     assert [p.read_text() for p in sorted(outs["A"].glob("*.mp4"))] == ["a dog", "a cat", "a car"]
     assert json.loads((outs["C"] / "prompts.json").read_text())["prompts"] == [
         "Previous scene: a dog; Next scene: a cat"
@@ -500,4 +517,4 @@ def test_sampling_maps_output_names_back_to_prompt_indices(
     save.mkdir()
     (save / "EulerAncestralDiscrete_0_gs7.5_s100.mp4").write_text("x")
     with pytest.raises(MissingAssetError, match=r"prompt\(s\) \[1\]"):
-        osp.collect_samples(save, tmp_path / "o", 2, GenerateConfig())
+        sampler.collect_samples(save, tmp_path / "o", 2, GenerateConfig())

@@ -24,10 +24,12 @@ from conftest import render
 from rehearsal import opensora_standin as standin
 from safetensors.numpy import load_file
 
+from tav_pipeline.backends.opensora import checks, commands
+from tav_pipeline.backends.opensora import sample as sampler
+from tav_pipeline.backends.opensora import train as trainer
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.metrics.segments import SegmentsConfig, count_segments, read_generated
 from tav_pipeline.train import checkpoint as ckpt
-from tav_pipeline.train import external as osp
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 from tav_pipeline.video import iter_frames, probe
 
@@ -37,7 +39,7 @@ PROMPTS = {
     "A": ["a red kite over a beach", "a dog runs in the snow", "a kettle on a stove"],
     "C": ["Previous scene: a dog runs in the snow; Next scene: a cat sleeps", "a kettle on a stove"],
 }
-WEIGHTS = osp.ckpt.MODEL_DIR, osp.ckpt.EMA_DIR
+WEIGHTS = trainer.ckpt.MODEL_DIR, trainer.ckpt.EMA_DIR
 
 
 class Lines(logging.Handler):
@@ -53,14 +55,14 @@ class Lines(logging.Handler):
 
 def _capture() -> Lines:
     handler = Lines()
-    for name in ("tav_pipeline.train.process", "tav_pipeline.train.external"):
+    for name in ("tav_pipeline.train.process", "tav_pipeline.backends.opensora.train", "tav_pipeline.backends.opensora.sample"):
         logging.getLogger(name).addHandler(handler)
         logging.getLogger(name).setLevel(logging.INFO)
     return handler
 
 
 def _release(handler: Lines) -> None:
-    for name in ("tav_pipeline.train.process", "tav_pipeline.train.external"):
+    for name in ("tav_pipeline.train.process", "tav_pipeline.backends.opensora.train", "tav_pipeline.backends.opensora.sample"):
         logging.getLogger(name).removeHandler(handler)
 
 
@@ -113,11 +115,11 @@ def _train(world: dict[str, Any], relaunch: str) -> dict[str, Any]:
     train = {**world["train"], "opensora": {**world["train"]["opensora"], "relaunch": relaunch}}
     lines = _capture()
     try:
-        first = osp.train_opensora_step(world["data_txt"], None, root / "epoch_1", root / "work1", train, 1)
+        first = trainer.train_opensora_step(world["data_txt"], None, root / "epoch_1", root / "work1", train, 1)
         after_first = len(lines.lines)
         if relaunch == "per_epoch":  # a save at step 8 cut short by an earlier, killed run of this job
             (root / "work3" / "checkpoint-8" / "model_ema").mkdir(parents=True)
-        third = osp.train_opensora_step(world["data_txt"], root / "epoch_1", root / "epoch_3", root / "work3", train, 3)
+        third = trainer.train_opensora_step(world["data_txt"], root / "epoch_1", root / "epoch_3", root / "work3", train, 3)
     finally:
         _release(lines)
     return {
@@ -193,15 +195,15 @@ def test_later_epochs_resume_from_the_earlier_ones(per_epoch: dict[str, Any], re
 def test_flags_the_trainer_and_sampler_do_not_know_fail_as_upstream(world: dict[str, Any], tmp_path: Path) -> None:
     cfg = TrainConfig.from_dict(world["train"])
     repo = Path(cfg.opensora.repo)
-    train = osp.train_argv(
+    train = commands.train_argv(
         cfg, accelerate_yaml="a.yaml", data_txt=world["data_txt"], output_dir=tmp_path, max_train_steps=1,
         checkpointing_steps=1,
     )[4:]
-    sample = osp.sample_argv(
+    sample = commands.sample_argv(
         cfg, GenerateConfig(), model_path=cfg.opensora.pretrained, prompt_file=tmp_path / "p.txt",
         save_dir=tmp_path / "s", port=1,
     )[7:]
-    env = {**os.environ, **osp.launch_env(repo)}
+    env = {**os.environ, **commands.checkout_env(repo)}
     for argv in ([sys.executable, *train], [sys.executable, *sample]):
         proc = subprocess.run([*argv, "--no_such_flag"], cwd=repo, env=env, capture_output=True, text=True, check=False)
         assert proc.returncode == 2 and "unrecognized arguments: --no_such_flag" in proc.stderr
@@ -220,7 +222,7 @@ def sampled(world: dict[str, Any], per_epoch: dict[str, Any]) -> dict[str, Any]:
     try:
         for name, folder in (("baseline", None), ("epoch_3", per_epoch["root"] / "epoch_3")):
             dirs = {g: root / "opensora_plan" / name / g for g in PROMPTS}
-            osp.sample_opensora_step(folder, prompt_files, dirs, root / "work", world["train"], {}, name)
+            sampler.sample_opensora_step(folder, prompt_files, dirs, root / "work", world["train"], {}, name)
             out[name] = dirs
     finally:
         _release(lines)
@@ -286,12 +288,12 @@ def test_standin_assets_pass_the_pipelines_checks(tmp_path: Path) -> None:
     settings = standin.build_assets(train, git=True)
     cfg = TrainConfig.from_dict({"opensora": settings})
     assert cfg.opensora.check_commit and len(cfg.opensora.commit) == 40
-    osp.check_checkout(cfg)
-    osp.check_settings(cfg)
-    osp.check_weights(cfg)
+    checks.check_checkout(cfg)
+    checks.check_settings(cfg)
+    checks.check_weights(cfg)
     snapshot = tmp_path / "cache" / "models--google--mt5-xxl" / "snapshots" / standin.SNAPSHOT
     assert (snapshot / "config.json").resolve().parent.name == "blobs"
     # v1.3.1 builds the model from the folder's config, so a setting it contradicts is refused
     for key, value in (("sparse1d", False), ("interpolation_scale_t", 2.0)):
         with pytest.raises(ConfigError, match=f"train.opensora.{key}"):
-            osp.check_weights(TrainConfig.from_dict({"opensora": {**settings, key: value}}))
+            checks.check_weights(TrainConfig.from_dict({"opensora": {**settings, key: value}}))

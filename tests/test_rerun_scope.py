@@ -13,8 +13,10 @@ import yaml
 from conftest import SNAKEMAKE
 from test_shipped_config import job_stats
 
-from tav_pipeline.train import external as osp
-from tav_pipeline.train import latents
+from tav_pipeline.backends import diffusers as diffusers_backend
+from tav_pipeline.backends import opensora as opensora_backend
+from tav_pipeline.backends.diffusers import latents
+from tav_pipeline.backends.opensora import commands
 from tav_pipeline.train import targets as TT
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 
@@ -105,8 +107,8 @@ def test_every_key_outside_the_slices_is_changed_above() -> None:
     default = TrainConfig().to_dict()
     changed = _changed(_everything_else_changed(), default)
     top = {k for k, v in default.items() if not isinstance(v, dict)}
-    generation = set(TT.GENERATION_KEYS) | {f"diffusers.{k}" for k in TT.GENERATION_DIFFUSERS_KEYS}
-    generation |= {f"opensora.{k}" for k in default["opensora"] if k not in TT.OPENSORA_TRAINING_ONLY}
+    generation = set(TT.GENERATION_KEYS) | {f"diffusers.{k}" for k in diffusers_backend.GENERATION_KEYS}
+    generation |= {f"opensora.{k}" for k in default["opensora"] if k not in opensora_backend.TRAINING_ONLY_KEYS}
     caching = set(TT.CACHE_KEYS) | {f"diffusers.{k}" for k in TT.CACHE_DIFFUSERS_KEYS}
     every = top | {f"diffusers.{k}" for k in default["diffusers"]} | {f"opensora.{k}" for k in default["opensora"]}
     assert every - generation - caching - {"num_gpus"} <= changed  # num_gpus > 1 needs GPUs to build
@@ -118,8 +120,8 @@ def test_the_sampler_reads_only_the_generation_slice(tmp_path: Path) -> None:
     full = _everything_else_changed()
     gen = GenerateConfig()
     args = {"model_path": tmp_path, "prompt_file": tmp_path / "p.txt", "save_dir": tmp_path / "s", "port": 1}
-    whole = osp.sample_argv(TrainConfig.from_dict(full), gen, **args)
-    sliced = osp.sample_argv(TrainConfig.from_dict(TT.generation_settings(full)), gen, **args)
+    whole = commands.sample_argv(TrainConfig.from_dict(full), gen, **args)
+    sliced = commands.sample_argv(TrainConfig.from_dict(TT.generation_settings(full)), gen, **args)
     assert whole == sliced
     assert TT.generation_settings(full) == TT.generation_settings(TrainConfig().to_dict())
 

@@ -3,6 +3,8 @@ schema and config.yaml agreeing with the dataclasses."""
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -10,8 +12,19 @@ from typing import Any
 import pytest
 import yaml
 
+from tav_pipeline import backends
 from tav_pipeline.errors import ConfigError
-from tav_pipeline.train.config import OPENSORA_COMMIT, GenerateConfig, TrainConfig
+from tav_pipeline.train import config as train_config
+from tav_pipeline.train.config import (
+    OPENSORA_COMMIT,
+    BaselineModel,
+    DiffusersConfig,
+    DiffusersSampling,
+    GenerateConfig,
+    OpenSoraConfig,
+    OpenSoraSampling,
+    TrainConfig,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "rules" / "schemas" / "config.schema.yaml"
@@ -121,6 +134,74 @@ def test_schema_defaults_match_the_dataclasses() -> None:
     train, generate = schema["train"], schema["generate"]
     assert _normalise(_schema_defaults(train)) == _normalise(TrainConfig().to_dict())
     assert _normalise(_schema_defaults(generate)) == _normalise(asdict(GenerateConfig()))
+
+
+SECTIONS = {
+    TrainConfig: "train",
+    DiffusersConfig: "train.diffusers",
+    OpenSoraConfig: "train.opensora",
+    GenerateConfig: "generate",
+    DiffusersSampling: "generate.diffusers",
+    OpenSoraSampling: "generate.opensora",
+    BaselineModel: "generate.baselines.*",
+}
+"""Every dataclass of the train: and generate: sections, and its place in the schema."""
+
+
+def _section(schema: dict[str, Any], path: str) -> dict[str, Any]:
+    node = schema
+    for part in path.split("."):
+        node = node["additionalProperties"] if part == "*" else node["properties"][part]
+    return node
+
+
+def _literal_choices(hint: Any) -> list[Any] | None:
+    if typing.get_origin(hint) is typing.Literal:
+        return list(typing.get_args(hint))
+    return None
+
+
+def test_every_settings_dataclass_is_checked_against_the_schema() -> None:
+    """Each class of train/config.py that holds settings is one schema section (a new one must be
+    added to SECTIONS); then key for key: the same keys, the schema's default as the field's
+    default (a key with no default in the schema has none in the class either), and a Literal's
+    choices as the schema's enum."""
+    classes = {c for c in vars(train_config).values() if dataclasses.is_dataclass(c) and c.__module__ == train_config.__name__}
+    assert classes == set(SECTIONS)
+    schema = yaml.safe_load(SCHEMA.read_text())
+    for cls, path in SECTIONS.items():
+        section = _section(schema, path)
+        props = section["properties"]
+        names = [f.name for f in dataclasses.fields(cls) if not (cls is BaselineModel and f.name == "name")]
+        assert sorted(names) == sorted(props), path
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in props:
+                continue
+            key, prop = f"{path}.{f.name}", props[f.name]
+            if f.default is not dataclasses.MISSING:
+                assert _normalise(f.default) == _normalise(prop["default"]), key
+            elif f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()
+                want = _schema_defaults(prop) if "properties" in prop else prop["default"]
+                got = asdict(value) if dataclasses.is_dataclass(value) else value
+                if cls is TrainConfig and f.name == "opensora" or cls is GenerateConfig and f.name == "opensora":
+                    got["extra_args"] = list(got["extra_args"])
+                assert _normalise(got) == _normalise(want), key
+            else:
+                assert "default" not in prop, f"{key}: the schema has a default the class lacks"
+            choices = _literal_choices(hints[f.name])
+            if key == "train.backend":  # the registry's (test_the_backend_choices_are_the_registered_backends)
+                continue
+            if choices is not None or "enum" in prop:
+                assert choices is not None and sorted(choices) == sorted(prop["enum"]), key
+
+
+def test_the_backend_choices_are_the_registered_backends() -> None:
+    train = yaml.safe_load(SCHEMA.read_text())["properties"]["train"]["properties"]
+    assert sorted(train["backend"]["enum"]) == backends.names()
+    with pytest.raises(ConfigError, match="train.backend.*'nope'"):
+        TrainConfig.from_dict({"backend": "nope"})
 
 
 def test_config_block_validates_and_is_the_default() -> None:

@@ -13,17 +13,16 @@ pytest.importorskip("diffusers")
 
 from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
 
-from tav_pipeline.errors import ConfigError  # noqa: E402
-from tav_pipeline.train.config import TrainConfig  # noqa: E402
-from tav_pipeline.train.latents import (  # noqa: E402
+from tav_pipeline.backends.diffusers.latents import (  # noqa: E402
     CachedClips,
     StreamSampler,
     center_crop_resize,
     plan_clips,
     read_index,
-    resampled_indices,
-    window_length,
 )
+from tav_pipeline.errors import ConfigError  # noqa: E402
+from tav_pipeline.train.config import TrainConfig  # noqa: E402
+from tav_pipeline.train.frames import resampled_indices, window_length  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +54,8 @@ def test_resampling_and_window_length_follow_open_sora_plan() -> None:
     assert window_length(80, 33, 29) == 33
     assert window_length(32, 33, 29) == 29  # longest 4k+1 the clip has
     assert window_length(28, 33, 29) == 0  # too short for a 4x temporal VAE at 29+
+    # an 8x temporal VAE (Open-Sora-Plan's WFVAEModel_D32_8x8x8): 8k+1 frames
+    assert (window_length(40, 93, 29, stride_t=8), window_length(32, 93, 29, stride_t=8)) == (33, 0)
 
 
 def test_plan_clips_drops_short_clips_only_when_asked(tav_json: Path) -> None:

@@ -16,9 +16,9 @@ pytest.importorskip("accelerate")
 from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from tav_pipeline.backends.diffusers.loop import train_model_step  # noqa: E402
 from tav_pipeline.errors import ConfigError  # noqa: E402
 from tav_pipeline.train import checkpoint as ckpt  # noqa: E402
-from tav_pipeline.train.loop import train_model_step  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +121,8 @@ def test_a_failed_job_resumes_mid_epoch_from_its_leftover(
 ) -> None:
     import dataclasses
 
+    from tav_pipeline.backends.diffusers.loop import plan_job, run_training
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.train.loop import plan_job, run_training
 
     cfg = TrainConfig.from_dict(tiny_train(tiny_model, epochs=[1]))
     work = tmp_path / "work"
@@ -222,7 +222,7 @@ def test_checkpointing_on_off_and_auto_give_the_same_loss_per_step(
     losses = {}
     for setting in (True, False, "auto"):
         caplog.clear()
-        with caplog.at_level("INFO", logger="tav_pipeline.train.loop"):
+        with caplog.at_level("INFO", logger="tav_pipeline.backends.diffusers.loop"):
             out = _train(tmp_path / str(setting), tav_json, latents, tiny_model, [1], gradient_checkpointing=setting)[1]
         decisions = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gradient checkpointing")]
         assert decisions == [f"gradient checkpointing {'on' if setting is True else 'off'} ("
@@ -235,7 +235,7 @@ def test_checkpointing_on_off_and_auto_give_the_same_loss_per_step(
 
 
 def test_auto_checkpointing_decides_from_the_probe_and_the_state_estimate() -> None:
-    from tav_pipeline.train.loop import checkpointing_decision
+    from tav_pipeline.backends.diffusers.loop import checkpointing_decision
 
     gib = 2**30
     h200, small = 139 * gib, 40 * gib

@@ -7,8 +7,14 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
+from tav_pipeline.backends.diffusers.loss import (  # noqa: E402
+    check_scheduler,
+    diffusion_loss,
+    diffusion_target,
+    snr_weights,
+    weighted_mse,
+)
 from tav_pipeline.errors import ConfigError  # noqa: E402
-from tav_pipeline.train.loss import check_scheduler, diffusion_loss, diffusion_target, snr_weights, weighted_mse  # noqa: E402
 
 
 @pytest.fixture()
@@ -63,8 +69,8 @@ def test_pipelines_the_recipe_does_not_fit_are_refused(tmp_path: object) -> None
     import json
     from pathlib import Path
 
+    from tav_pipeline.backends.diffusers.families import family_for
     from tav_pipeline.errors import MissingAssetError
-    from tav_pipeline.train.families import family_for
 
     root = Path(str(tmp_path))
     for name, scheduler, match in (

@@ -52,7 +52,8 @@ def test_config_holds_the_papers_numbers() -> None:
     assert config["validation"]["threshold"] == 50.0
     split = config["dataset"]["split"]
     assert (split["train"], split["val"], split["test"]) == (480, 50, 50)
-    assert config["dataset"]["opensora"] == {"num_frames": 33, "height": 256, "width": 256, "fps": 8}
+    train = config["train"]
+    assert (train["num_frames"], train["height"], train["width"], train["fps"]) == (33, 256, 256, 8)
     assert config["dataset"]["prompt_template"] == "Previous scene: {scene1}; Next scene: {scene2}"
 
 

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tav_pipeline.backends import backend
 from tav_pipeline.train.config import is_local
-
-TEXT_ENCODER = "google/mt5-xxl"
 
 
 @dataclass(frozen=True)
@@ -93,61 +92,7 @@ def external_assets(
                 f"save_pretrained() of {captions['hub_id'] or 'a BLIP captioning model'} there",
             )
         )
-    train = config["train"]
-    if train["backend"] == "opensora":
-        osp = train["opensora"]
-        weights = f"hub {osp['weights_hub_id']}"
-        out += [
-            Asset(
-                "train.opensora.repo",
-                osp["repo"],
-                "fetch_opensora",
-                "Open-Sora-Plan's source checkout",
-                f"{osp['git_url']} at {osp['commit']}",
-                f"git clone {osp['git_url']} there and check out {osp['commit']}",
-            ),
-            Asset(
-                "train.opensora.pretrained",
-                osp["pretrained"],
-                "fetch_opensora_weights",
-                "Open-Sora-Plan's text-to-video weights",
-                weights,
-                f"the {Path(osp['pretrained']).name} folder of {osp['weights_hub_id']}",
-            ),
-            Asset(
-                "train.opensora.ae_path",
-                osp["ae_path"],
-                "fetch_opensora_weights",
-                "Open-Sora-Plan's WF-VAE",
-                weights,
-                f"the {Path(osp['ae_path']).name} folder of {osp['weights_hub_id']}",
-            ),
-        ]
-        encoder = osp["text_encoder_name_1"]
-        if not Path(encoder).is_dir():
-            out.append(
-                Asset(
-                    "train.opensora.text_encoder_name_1",
-                    str(Path(osp["cache_dir"]) / ("models--" + encoder.replace("/", "--"))),
-                    "fetch_opensora_weights",
-                    "the mT5-XXL text encoder (hub cache)",
-                    f"hub {TEXT_ENCODER}",
-                    f"huggingface-cli download {TEXT_ENCODER} --cache-dir {osp['cache_dir']}",
-                )
-            )
-    else:
-        d = train["diffusers"]
-        if is_local(d["pretrained"]) and not _under(d["pretrained"], results):
-            out.append(
-                Asset(
-                    "train.diffusers.pretrained",
-                    d["pretrained"],
-                    "fetch_diffusers_model",
-                    "the diffusers pipeline to post-train",
-                    f"hub {d['hub_id']}@{d['revision']}" if d["hub_id"] else "",
-                    "save_pretrained() of the pipeline there",
-                )
-            )
+    out += backend(config["train"]["backend"]).assets(config["train"], results)
     for name in baselines:
         spec = config["generate"]["baselines"][name]
         if is_local(spec["pretrained"]) and not _under(spec["pretrained"], results):

@@ -112,17 +112,6 @@ class SplitConfig:
 
 
 @dataclass(frozen=True)
-class OpenSoraConfig:
-    """Open-Sora-Plan training settings the export checks clips against (``dataset.opensora``;
-    section 4: 33 frames, 256x256, 8 fps)."""
-
-    num_frames: int = 33
-    height: int = 256
-    width: int = 256
-    fps: float = 8.0
-
-
-@dataclass(frozen=True)
 class DatasetConfig:
     """Prompt templates, split and export settings (``dataset:`` in config.yaml)."""
 
@@ -131,7 +120,6 @@ class DatasetConfig:
     group_templates: Mapping[str, str] = field(default_factory=lambda: dict(PAPER_GROUP_TEMPLATES))
     """Templates of the evaluation groups A, B and C."""
     split: SplitConfig = field(default_factory=SplitConfig)
-    opensora: OpenSoraConfig = field(default_factory=OpenSoraConfig)
 
     def __post_init__(self) -> None:
         _check_template("dataset.prompt_template", self.prompt_template)
@@ -146,8 +134,8 @@ class DatasetConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DatasetConfig:
-        """Build from the ``dataset:`` config mapping (nested ``group_templates``, ``split`` and
-        ``opensora`` mappings; any subset of keys, the rest default).
+        """Build from the ``dataset:`` config mapping (nested ``group_templates`` and ``split``
+        mappings; any subset of keys, the rest default).
 
         Arguments:
             d: the mapping.
@@ -171,10 +159,6 @@ class DatasetConfig:
             split = dict(d["split"] or {})
             check_keys("dataset.split", split, SplitConfig)
             kwargs["split"] = SplitConfig(**split)
-        if "opensora" in d:
-            osp = dict(d["opensora"] or {})
-            check_keys("dataset.opensora", osp, OpenSoraConfig)
-            kwargs["opensora"] = OpenSoraConfig(**osp)
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,7 +171,6 @@ class DatasetConfig:
             "prompt_template": self.prompt_template,
             "group_templates": dict(self.group_templates),
             "split": asdict(self.split),
-            "opensora": asdict(self.opensora),
         }
 
 
@@ -580,10 +563,6 @@ def export_opensora(
     tav: str | Path | Mapping[str, Any],
     out_dir: str | Path,
     split: str = "train",
-    num_frames: int = 33,
-    height: int = 256,
-    width: int = 256,
-    fps: float = 8,
     video_root: str | Path | None = None,
 ) -> Path:
     """Write an Open-Sora-Plan (v1.3) training data list for one split.
@@ -594,19 +573,15 @@ def export_opensora(
     "num_frames": clip frames, "fps": clip fps, "crop": [0, width, 0, height]}``. ``crop`` is the full
     frame: the trainer's readers unpack it unconditionally in some versions.
 
-    ``num_frames``, ``height``, ``width`` and ``fps`` are the training settings (section 4): they change
-    nothing in the files but each clip is checked against them, with a warning for clips the trainer
-    would drop as too short (fewer than ``num_frames`` frames after resampling to ``fps``) or too long
-    (more than 5x the frames needed), and for clips smaller than ``height x width`` (upscaled).
+    The files do not depend on the training settings. Which clips Open-Sora-Plan's trainer would
+    drop at ``train:``'s frames, size and fps (too short, too long, odd aspect, small shape buckets) is
+    worked out before each launch, with upstream's own arithmetic
+    (:func:`tav_pipeline.backends.opensora.annotation.plan_annotation`).
 
     Arguments:
         tav: ``tav.json`` path or the dict from :func:`build_tav`.
         out_dir: destination folder.
         split: which split to export.
-        num_frames: frames per training sample.
-        height: training height.
-        width: training width.
-        fps: training frame rate (Open-Sora-Plan's ``--train_fps``).
         video_root: VIDEO_ROOT; default the deepest folder holding every clip.
 
     Returns:
@@ -633,7 +608,6 @@ def export_opensora(
             raise TavError(f"{p}: Open-Sora-Plan's data.txt is comma-separated; this path holds a comma")
 
     entries: list[dict[str, Any]] = []
-    short, long_, small = [], [], []
     for item, clip in zip(items, clips):
         info = probe(clip)  # raises missing_file / unreadable
         clip_fps = float(item.get("fps") or info.fps)
@@ -645,14 +619,6 @@ def export_opensora(
         rel = os.path.relpath(clip, root)
         if rel.startswith(".."):
             raise TavError(f"{clip} is not under VIDEO_ROOT {root}")
-        interval = 1.0 if abs(clip_fps - fps) < 0.1 else clip_fps / fps
-        sampled = math.ceil(frames / interval)
-        if sampled < num_frames:
-            short.append(item["video"])
-        if frames > 5.0 * num_frames * clip_fps / fps:
-            long_.append(item["video"])
-        if info.height < height or info.width < width:
-            small.append(item["video"])
         entries.append(
             {
                 "path": rel,
@@ -663,13 +629,6 @@ def export_opensora(
                 "crop": [0, int(info.width), 0, int(info.height)],
             }
         )
-    if short:
-        log.warning("%d clip(s) give fewer than %d frames at %g fps; Open-Sora-Plan drops them unless "
-                    "drop_short_ratio < 1: %s", len(short), num_frames, fps, ", ".join(short))
-    if long_:
-        log.warning("%d clip(s) are longer than Open-Sora-Plan's 5x limit and will be skipped: %s", len(long_), ", ".join(long_))
-    if small:
-        log.warning("%d clip(s) are smaller than %dx%d and will be upscaled: %s", len(small), width, height, ", ".join(small))
     for entry in entries:
         if not entry["path"].endswith(".mp4") or not (root / entry["path"]).is_file():
             raise BadVideoError(root / entry["path"], "missing_file", "export self-check failed")

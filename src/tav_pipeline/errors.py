@@ -84,3 +84,17 @@ class RecordError(TavError):
     def __init__(self, path: str | Path, message: str) -> None:
         super().__init__(f"{path}: {message}")
         self.path = str(path)
+
+
+class PromptFileError(RecordError):
+    """A prompt file (one prompt per line) cannot be used: a blank line, which would shift every
+    later video's index, or no prompt at all."""
+
+    def __init__(self, path: str | Path, message: str) -> None:
+        super().__init__(f"prompt file {path}", message)
+        self.path = str(path)
+
+
+class TrainingError(TavError):
+    """A training run went wrong while it ran: a loss that is not finite, or a data stream that
+    ended before the planned last step."""

@@ -277,11 +277,9 @@ def build_tav_step(
     opensora_dir: str | Path,
 ) -> dict[str, Any]:
     """Rule ``build_tav``: tav.json, the A/B/C test prompts and the Open-Sora-Plan export."""
-    from dataclasses import asdict
-
     from tav_pipeline.dataset import DatasetConfig, build_tav, export_opensora
 
     cfg = DatasetConfig.from_dict(dataset)
     tav = build_tav(clip_jsons, validation_jsons, captions_jsonl, cfg, tav_json, prompts_dir=prompts_dir, caption_model=caption_model)
-    export_opensora(tav, opensora_dir, **asdict(cfg.opensora))
+    export_opensora(tav, opensora_dir)
     return tav

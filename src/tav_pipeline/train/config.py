@@ -33,20 +33,23 @@ Every number defaults to the paper's value. Where the paper is ambiguous the key
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from tav_pipeline import backends
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 
-Backend = Literal["opensora", "diffusers"]
 Distributed = Literal["deepspeed", "plain"]
 LrScaling = Literal["none", "linear", "sqrt"]
 Window = Literal["random", "cut"]
+EncodeDtype = Literal["float32", "float16", "bfloat16"]
+PipelineDtype = Literal["auto", "float32", "bfloat16", "float16"]
+"""Pipeline precision; ``auto``: bfloat16 on CUDA, float32 on CPU."""
 
-OPENSORA_TAG = "v1.3.1"
 OPENSORA_COMMIT = "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
 """The commit of Open-Sora-Plan's tag v1.3.1 (the version the paper fine-tuned)."""
 
@@ -78,7 +81,7 @@ class DiffusersConfig:
     """``random``: where the ``num_frames`` window sits in a longer clip, uniformly at random, as
     Open-Sora-Plan's ``TemporalRandomCrop`` (a 4 s window of a 10 s clip then holds the cut about
     two times in three). ``cut``: beyond the paper, the window is centred on the clip's cut."""
-    encode_dtype: str = "bfloat16"
+    encode_dtype: EncodeDtype = "bfloat16"
     """Precision of the frozen VAE and text encoder while encoding (Open-Sora-Plan: the mixed
     precision dtype)."""
     max_sequence_length: int = 0
@@ -93,7 +96,7 @@ class DiffusersConfig:
             raise ConfigError("train.diffusers.windows_per_clip", "must be >= 1")
         if self.window not in ("random", "cut"):
             raise ConfigError("train.diffusers.window", f"unknown value {self.window!r} (random or cut)")
-        if self.encode_dtype not in ("float32", "float16", "bfloat16"):
+        if self.encode_dtype not in typing.get_args(EncodeDtype):
             raise ConfigError("train.diffusers.encode_dtype", f"unknown dtype {self.encode_dtype!r}")
         if self.max_sequence_length < 0 or self.dataloader_num_workers < 0:
             raise ConfigError("train.diffusers", "max_sequence_length and dataloader_num_workers must be >= 0")
@@ -115,9 +118,9 @@ class OpenSoraConfig:
     ae_path: str = "resources/models/Open-Sora-Plan-v1.3.0/vae"
     text_encoder_name_1: str = "google/mt5-xxl"
     cache_dir: str = "resources/cache_dir"
-    model: str = "OpenSoraT2V_v1_3-2B/122"
+    model: Literal["OpenSoraT2V_v1_3-2B/122"] = "OpenSoraT2V_v1_3-2B/122"
     sparse1d: bool = True
-    sparse_n: int = 4
+    sparse_n: Literal[4] = 4
     interpolation_scale_t: float = 1.0
     interpolation_scale_h: float = 1.0
     interpolation_scale_w: float = 1.0
@@ -156,7 +159,8 @@ class OpenSoraConfig:
 class TrainConfig:
     """``train:`` in config.yaml. Defaults are the paper's section 4 settings."""
 
-    backend: Backend = "opensora"
+    backend: str = "opensora"
+    """A backend of :mod:`tav_pipeline.backends` (one of its subpackages)."""
     model: str = "opensora_plan"
     """Name of the post-trained model in ``results/checkpoints/{model}`` and ``results/generated/{model}``."""
     epochs: tuple[int, ...] = (16, 24, 36)
@@ -193,7 +197,7 @@ class TrainConfig:
     prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
     text_drop_prob: float = 0.1
     distributed: Distributed = "deepspeed"
-    zero_stage: int = 2
+    zero_stage: Literal[0, 1, 2] = 2
     num_gpus: int = 1
     """Data-parallel training processes, one per GPU (paper: 1). On a CPU, processes."""
     lr_scaling: LrScaling = "none"
@@ -205,8 +209,8 @@ class TrainConfig:
     opensora: OpenSoraConfig = field(default_factory=OpenSoraConfig)
 
     def __post_init__(self) -> None:
-        if self.backend not in ("opensora", "diffusers"):
-            raise ConfigError("train.backend", f"unknown value {self.backend!r} (opensora or diffusers)")
+        if self.backend not in backends.names():
+            raise ConfigError("train.backend", f"unknown backend {self.backend!r} ({', '.join(backends.names())})")
         if not self.model or "/" in self.model:
             raise ConfigError("train.model", "must be a non-empty name without '/'")
         if not self.epochs or any(int(e) < 1 for e in self.epochs) or len(set(self.epochs)) != len(self.epochs):
@@ -314,7 +318,7 @@ class DiffusersSampling:
     negative_prompt: str = ""
     use_dynamic_cfg: bool = False
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: PipelineDtype = "auto"
     """``auto``: bfloat16 on CUDA, float32 on CPU."""
     batch_size: int = 1
     """Prompts per pipeline call; video ``i`` keeps its own generator (seed ``seed + i``)."""
@@ -334,8 +338,7 @@ class OpenSoraSampling:
 
 DEVICES = ("auto", "cpu", "cuda")
 """Where a pipeline runs: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` (or ``cuda:N``)."""
-DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
-"""Pipeline precision; ``auto``: bfloat16 on CUDA, float32 on CPU."""
+DTYPE_NAMES: tuple[str, ...] = typing.get_args(PipelineDtype)
 TEXT_TO_VIDEO_ARGUMENTS = (
     "prompt",
     "num_frames",
@@ -375,7 +378,7 @@ class BaselineModel:
     guidance_scale: float
     negative_prompt: str
     device: str
-    dtype: str
+    dtype: PipelineDtype
     call_kwargs: dict[str, Any]
     """Further ``__call__`` arguments of the pipeline (e.g. ``use_dynamic_cfg``); a key the
     pipeline does not take is an error when it loads."""

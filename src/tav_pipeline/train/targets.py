@@ -7,7 +7,6 @@ import os
 from typing import Any
 
 
-
 def checkpoint_dir(results: str, model: str, epoch: int | str) -> str:
     """``{results}/checkpoints/{model}/epoch_{epoch}``."""
     return f"{results}/checkpoints/{model}/epoch_{epoch}"
@@ -44,16 +43,11 @@ CACHE_KEYS = (
 CACHE_DIFFUSERS_KEYS = (
     "pretrained", "revision", "device", "window", "windows_per_clip", "encode_dtype", "max_sequence_length",
 )  # fmt: skip
-"""``train:`` keys the latent cache depends on (:func:`tav_pipeline.train.latents.cache_settings`,
+"""``train:`` keys the latent cache depends on (:func:`tav_pipeline.backends.diffusers.latents.cache_settings`,
 the clip plan, the model family)."""
 
 GENERATION_KEYS = ("backend", "model", "num_frames", "height", "width", "fps", "min_frames", "prediction_type")
-GENERATION_DIFFUSERS_KEYS = ("pretrained", "revision", "max_sequence_length")
-OPENSORA_TRAINING_ONLY = (
-    "git_url", "weights_hub_id", "dataloader_num_workers", "use_decord", "allow_tf32", "report_to",
-    "relaunch", "data_order", "unusable_clips", "extra_args",
-)  # fmt: skip
-"""``train.opensora`` keys only the trainer (or a fetch) reads; the sampler takes the rest."""
+"""``train:`` keys generation reads besides each backend's section (:meth:`Backend.generation_settings`)."""
 
 
 def caching_settings(train: dict[str, Any]) -> dict[str, Any]:
@@ -66,11 +60,10 @@ def generation_settings(train: dict[str, Any]) -> dict[str, Any]:
     """``train:`` as the rule ``generate_videos`` takes it: the model, the video shape and the
     sampler's model files. A change to the training recipe (learning rate, epochs, EMA, GPUs)
     regenerates the epochs through their checkpoints, never the baseline."""
-    return {
-        **_pick(train, GENERATION_KEYS),
-        "diffusers": _pick(train["diffusers"], GENERATION_DIFFUSERS_KEYS),
-        "opensora": {k: v for k, v in train["opensora"].items() if k not in OPENSORA_TRAINING_ONLY},
-    }
+    from tav_pipeline.backends import registry
+
+    sections = {name: b.generation_settings(train[name]) for name, b in sorted(registry().items()) if name in train}
+    return {**_pick(train, GENERATION_KEYS), **sections}
 
 
 def epoch_settings(train: dict[str, Any], epoch: int | str) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from tav_pipeline.errors import ConfigError, MissingAssetError
 from tav_pipeline.train.config import TrainConfig
+from tav_pipeline.train.frames import resampled_indices, window_length
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +73,6 @@ class ClipPlan:
     def starts(self) -> int:
         """Number of distinct window starts Open-Sora-Plan's random crop can pick."""
         return max(0, len(self.indices) - self.length - 1) + 1
-
-
-def resampled_indices(frames: int, fps: float, train_fps: float, sample_rate: int = 1) -> list[int]:
-    """Clip frames that remain after resampling to ``train_fps`` (Open-Sora-Plan's rule)."""
-    interval = 1.0 if abs(fps - train_fps) < 0.1 else fps / train_fps
-    idx = np.arange(0, frames, interval).astype(int)
-    idx = idx[idx < frames]
-    return [int(i) for i in idx[::sample_rate]]
-
-
-def window_length(available: int, num_frames: int, min_frames: int) -> int:
-    """``num_frames`` when the clip has them, else the longest 4k+1 >= ``min_frames``, else 0."""
-    if available >= num_frames:
-        return num_frames
-    for n in range(available, min_frames - 1, -1):
-        if (n - 1) % 4 == 0:
-            return n
-    return 0
 
 
 def train_items(tav: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,7 +223,8 @@ def cache_latents(tav_json: str | Path, pretrained: str, out_dir: str | Path, cf
     """
     from safetensors.torch import save_file
 
-    from tav_pipeline.train.families import DTYPES, family_for, resolve_device
+    from tav_pipeline.backends.diffusers.families import DTYPES, family_for
+    from tav_pipeline.devices import resolve_device
 
     d = cfg.diffusers
     tav = json.loads(Path(tav_json).read_text())
@@ -248,7 +232,7 @@ def cache_latents(tav_json: str | Path, pretrained: str, out_dir: str | Path, cf
     if not usable:
         raise ConfigError("train", f"no train clip is usable ({len(rejected)} left out)")
     family = family_for(pretrained, d.revision, cfg.prediction_type)
-    device = resolve_device(d.device)
+    device = torch.device(resolve_device(d.device, key="train.diffusers.device"))
     dtype = DTYPES[d.encode_dtype]
     transformer_config = family.transformer_cls().load_config(
         pretrained, subfolder=family.transformer_subfolder, revision=d.revision

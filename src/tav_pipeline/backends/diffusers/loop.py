@@ -1,7 +1,7 @@
 """The diffusers backend's trainer: the paper's recipe on any supported diffusers text-to-video model.
 
 Recipe (paper section 4, as Open-Sora-Plan v1.3's trainer implements it): v-prediction target,
-min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.train.loss`), uniform timesteps, EMA of the
+min-SNR-gamma weighting with gamma 5 (:mod:`tav_pipeline.backends.diffusers.loss`), uniform timesteps, EMA of the
 weights with decay 0.9999 from step 0 (diffusers' ``EMAModel``: its decay ramps as
 ``(1 + s) / (10 + s)`` and is capped at 0.9999), AdamW at 1e-5 with a constant schedule, bf16 mixed
 precision, gradient checkpointing, batch size 1, caption dropout 0.1, gradient clipping 1.0,
@@ -12,7 +12,7 @@ its own seed, so N processes x batch B train as one process x batch N*B.
 Two halves:
 
 * :func:`train_model_step` (the rule ``train_model``) plans a job (epochs ``(M, N]``, where to
-  resume), writes the launch files and runs ``accelerate launch -m tav_pipeline.train.loop
+  resume), writes the launch files and runs ``accelerate launch -m tav_pipeline.backends.diffusers.loop
   plan.json``, then moves the final state into ``results/checkpoints/{model}/epoch_{N}``.
 * :func:`run_training` is what runs inside the launched process. Tests call it in-process.
 """
@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tav_pipeline.errors import ConfigError, MissingAssetError
+from tav_pipeline.errors import ConfigError, MissingAssetError, TrainingError
 from tav_pipeline.train import checkpoint as ckpt
 from tav_pipeline.train.config import TrainConfig
 
@@ -75,10 +75,10 @@ class TrainPlan:
 def usable_clips(tav_json: str | Path, latents_dir: str | Path | None, cfg: TrainConfig) -> int:
     """How many train clips an epoch passes over (from the cache when there is one)."""
     if latents_dir:
-        from tav_pipeline.train.latents import read_index
+        from tav_pipeline.backends.diffusers.latents import read_index
 
         return len(read_index(latents_dir, cfg, cfg.diffusers.pretrained)["items"])
-    from tav_pipeline.train.latents import plan_clips, train_items
+    from tav_pipeline.backends.diffusers.latents import plan_clips, train_items
 
     usable, _ = plan_clips(train_items(json.loads(Path(tav_json).read_text())), cfg)
     return len(usable)
@@ -145,8 +145,8 @@ def train_model_step(
     Returns:
         the state written with the checkpoint.
     """
+    from tav_pipeline.devices import resolve_device
     from tav_pipeline.train.accelerate_config import check_gpus, launch_env, write_launch_files
-    from tav_pipeline.train.families import resolve_device
     from tav_pipeline.train.process import run_logged
 
     cfg = TrainConfig.from_dict(train)
@@ -178,7 +178,7 @@ def train_model_step(
     if plan.resume_step < plan.job.end_step and not launch:
         run_training(plan)
     elif plan.resume_step < plan.job.end_step:
-        use_cpu = resolve_device(cfg.diffusers.device).type == "cpu"
+        use_cpu = resolve_device(cfg.diffusers.device, key="train.diffusers.device") == "cpu"
         if not use_cpu:
             check_gpus(cfg.num_gpus, "train_model")
         files = write_launch_files(work / "launch", cfg, use_cpu=use_cpu, num_processes=cfg.num_gpus)
@@ -199,7 +199,7 @@ def train_model_step(
             "--num_cpu_threads_per_process",
             str(max(1, threads // cfg.num_gpus)),
             "-m",
-            "tav_pipeline.train.loop",
+            "tav_pipeline.backends.diffusers.loop",
             str(plan_path),
         ]
         run_logged(argv, env=launch_env(use_cpu))
@@ -266,7 +266,7 @@ class Trainer:
         ``(latents, noise, timesteps)`` for the batch."""
         import torch
 
-        from tav_pipeline.train.loss import sample_timesteps
+        from tav_pipeline.backends.diffusers.loss import sample_timesteps
 
         latents, noises, timesteps = [], [], []
         for m, seed in zip(moments, seeds, strict=True):
@@ -281,7 +281,7 @@ class Trainer:
         """Noise ``latents`` at ``timesteps``, predict, take the min-SNR-weighted loss, step the
         optimizer, the schedule and the EMA. Returns ``(loss, weights)``; with several processes
         the gradients (so the step) are those of the mean loss over the global batch."""
-        from tav_pipeline.train.loss import diffusion_loss
+        from tav_pipeline.backends.diffusers.loss import diffusion_loss
 
         cfg = self.cfg
         noisy = self.scheduler.add_noise(latents, noise, timesteps)
@@ -525,8 +525,8 @@ def run_training(plan: TrainPlan) -> Path:
     from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from tav_pipeline.train.families import DTYPES, family_for, resolve_device
-    from tav_pipeline.train.latents import (
+    from tav_pipeline.backends.diffusers.families import DTYPES, family_for
+    from tav_pipeline.backends.diffusers.latents import (
         CachedClips,
         StreamSampler,
         VideoClips,
@@ -536,6 +536,7 @@ def run_training(plan: TrainPlan) -> Path:
         read_index,
         train_items,
     )
+    from tav_pipeline.devices import resolve_device
 
     cfg = TrainConfig.from_dict(plan.config)
     job = plan.job
@@ -555,7 +556,7 @@ def run_training(plan: TrainPlan) -> Path:
         project_config=ProjectConfiguration(project_dir=str(work)),
         # under `accelerate launch` the launch config picks the device (cpu=True would turn
         # DeepSpeed off); in-process, honour train.diffusers.device
-        cpu=resolve_device(cfg.diffusers.device).type == "cpu" and not deepspeed,
+        cpu=resolve_device(cfg.diffusers.device, key="train.diffusers.device") == "cpu" and not deepspeed,
     )
     log.info(
         "accelerate state: %s, process %d of %d, device %s, mixed precision %s",
@@ -638,7 +639,7 @@ def run_training(plan: TrainPlan) -> Path:
         losses, (timestep, weight) = accelerator.gather(stats[:1]), stats[1:].tolist()
         value = float(losses.mean())
         if not math.isfinite(value):
-            raise FloatingPointError(f"loss is {value} at step {step}")
+            raise TrainingError(f"loss is {value} at step {step}")
         now = time.time()
         rows.append(
             {
@@ -670,7 +671,7 @@ def run_training(plan: TrainPlan) -> Path:
             t0 = time.time()
     bar.close()
     if step != job.end_step:
-        raise RuntimeError(f"the data stream ended at step {step}, expected {job.end_step}")
+        raise TrainingError(f"the data stream ended at step {step}, expected {job.end_step}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return work / f"{ckpt.PREFIX}{job.end_step}"
@@ -730,11 +731,11 @@ def _save(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the launched process: ``python -m tav_pipeline.train.loop plan.json``."""
+    """Entry point of the launched process: ``python -m tav_pipeline.backends.diffusers.loop plan.json``."""
     args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if len(args) != 1:
-        log.error("usage: python -m tav_pipeline.train.loop PLAN_JSON")
+        log.error("usage: python -m tav_pipeline.backends.diffusers.loop PLAN_JSON")
         return 2
     run_training(TrainPlan.read(args[0]))
     return 0

@@ -5,7 +5,7 @@ A family is found from the pipeline folder's ``model_index.json`` (``_class_name
 (2B, 5B and 1.5) is supported: its scheduler (``CogVideoXDDIMScheduler``) is already a
 v-prediction DDPM schedule with zero terminal SNR, so the paper's recipe applies unchanged. Other
 pipelines are refused with a :class:`~tav_pipeline.errors.ConfigError` that says why: flow-matching
-ones because the recipe does not transfer (see :mod:`tav_pipeline.train.loss`), the rest because
+ones because the recipe does not transfer (see :mod:`tav_pipeline.backends.diffusers.loss`), the rest because
 no adapter is written yet.
 
 Every encoder call goes through the pipeline's own methods (``encode_prompt``,
@@ -24,9 +24,9 @@ from typing import Any
 
 import torch
 
+from tav_pipeline.backends.diffusers.loss import FLOW_MATCHING_HINT
 from tav_pipeline.errors import ConfigError, MissingAssetError
 from tav_pipeline.train.config import is_local
-from tav_pipeline.train.loss import FLOW_MATCHING_HINT
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ def _diffusers() -> Any:
     import importlib
 
     return importlib.import_module("diffusers")
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def model_index(pretrained: str, revision: str = "main", rule: str = "fetch_diffusers_model") -> dict[str, Any]:
@@ -276,7 +269,7 @@ def family_for(pretrained: str, revision: str = "main", prediction_type: str = "
             f"{pretrained} is a {name or 'pipeline of unknown class'}; the diffusers backend supports {sorted(FAMILIES)}",
         )
     family = FAMILIES[name]()
-    from tav_pipeline.train.loss import check_scheduler
+    from tav_pipeline.backends.diffusers.loss import check_scheduler
 
     check_scheduler(family.load_scheduler(pretrained, revision), prediction_type)
     return family
