@@ -47,7 +47,7 @@ def asset(path):
     path = str(path)
     if path in ASSET_PATHS:
         return [ancient(path)]
-    return [path] if A.is_local(path) else []
+    return [path] if A.is_local_folder(path) else []
 
 
 def to_fetch(rule):

@@ -129,7 +129,7 @@ def test_batched_prompts_give_the_videos_of_unbatched_ones(
     for batch in (1, 3):
         out = {"C": tmp_path / f"b{batch}" / "C"}
         gen = {**GENERATE, "diffusers": {**GENERATE["diffusers"], "batch_size": batch}}
-        result = generate_videos_step(str(tiny_model), None, prompts, out, tiny_train(tiny_model), gen, threads=1)
+        result = generate_videos_step(None, prompts, out, tiny_train(tiny_model), gen, threads=1)
         assert [p.name for p in result["C"]] == ["0.mp4", "1.mp4", "2.mp4", "3.mp4"]
         videos[batch] = [written[str(p)].astype(int) for p in result["C"]]
     for one, three in zip(videos[1], videos[3], strict=True):

@@ -18,7 +18,7 @@ import pytest
 from tav_pipeline.backends.opensora import annotation, checks, commands, upstream
 from tav_pipeline.backends.opensora import sample as sampler
 from tav_pipeline.backends.opensora import train as trainer
-from tav_pipeline.errors import ConfigError, RecordError, MissingAssetError
+from tav_pipeline.errors import ConfigError, MissingAssetError, RecordError
 from tav_pipeline.train import checkpoint as ckpt
 from tav_pipeline.train.config import GenerateConfig, TrainConfig
 

@@ -91,6 +91,11 @@ def test_launch_files_single_process_zero2(tmp_path: Path) -> None:
         1,
         1.0,
     )
+    # one process reduces nothing: no overlapped communication, no contiguous gradient buckets;
+    # several processes keep Open-Sora-Plan's zero2.json settings
+    zero1, zero2 = ds["zero_optimization"], deepspeed_config(cfg, num_processes=2)["zero_optimization"]
+    assert (zero1["overlap_comm"], zero1["contiguous_gradients"]) == (False, False)
+    assert (zero2["overlap_comm"], zero2["contiguous_gradients"]) == (True, True)
     files = write_launch_files(tmp_path, cfg, use_cpu=False, port=29600)
     acc = yaml.safe_load(files.accelerate_yaml.read_text())
     # one process runs on the GPU the job was given (tests/test_gpus.py), never on a fixed GPU 0

@@ -194,7 +194,7 @@ def test_every_settings_dataclass_is_checked_against_the_schema() -> None:
             if key == "train.backend":  # the registry's (test_the_backend_choices_are_the_registered_backends)
                 continue
             if choices is not None or "enum" in prop:
-                assert choices is not None and sorted(choices) == sorted(prop["enum"]), key
+                assert choices is not None and sorted(choices, key=repr) == sorted(prop["enum"], key=repr), key
 
 
 def test_the_backend_choices_are_the_registered_backends() -> None:

@@ -14,40 +14,14 @@ still missing, with its path, the rule and where that rule downloads from.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tav_pipeline.backends import backend
-from tav_pipeline.train.config import is_local
+from tav_pipeline.locations import Asset, is_local_folder, under
 
-
-@dataclass(frozen=True)
-class Asset:
-    """One file or folder the run reads and does not build."""
-
-    key: str
-    """The config key that holds its path (or names it)."""
-    path: str
-    rule: str
-    """The rule that fetches it."""
-    what: str
-    source: str
-    """Where ``rule`` downloads it from; empty when nothing is configured."""
-    by_hand: str
-    """How to place it without the network."""
-
-    @property
-    def present(self) -> bool:
-        """Anything at the path, even a partial copy, belongs to the user and is left alone."""
-        return os.path.lexists(self.path)
-
-
-def _under(path: str, folder: str) -> bool:
-    p, f = os.path.normpath(path), os.path.normpath(folder)
-    return p == f or p.startswith(f + os.sep)
+__all__ = ["Asset", "external_assets", "missing_report"]
 
 
 def external_assets(
@@ -67,7 +41,7 @@ def external_assets(
     results = str(config["results"])
     out: list[Asset] = []
     source = config["source"]
-    if not _under(source["metadata_csv"], results):
+    if not under(source["metadata_csv"], results):
         url = source["metadata_url"]
         out.append(
             Asset(
@@ -81,7 +55,7 @@ def external_assets(
             )
         )
     captions = config["captions"]
-    if not _under(captions["model"], results):
+    if not under(captions["model"], results):
         out.append(
             Asset(
                 "captions.model",
@@ -95,7 +69,7 @@ def external_assets(
     out += backend(config["train"]["backend"]).assets(config["train"], results)
     for name in baselines:
         spec = config["generate"]["baselines"][name]
-        if is_local(spec["pretrained"]) and not _under(spec["pretrained"], results):
+        if is_local_folder(spec["pretrained"]) and not under(spec["pretrained"], results):
             out.append(
                 Asset(
                     f"generate.baselines.{name}.pretrained",

@@ -51,7 +51,6 @@ def _place(path: Path, build: Any, placed: list[Path]) -> None:
 def place_all(root: str | Path) -> list[Path]:
     """Every stand-in at ``root``'s config.yaml paths; returns what was placed."""
     from rehearsal.opensora_standin import build_checkout, build_weights
-
     from tav_pipeline import demo
     from tav_pipeline.metrics.standin_weights import StandinConfig, build_standin_weights
     from tav_pipeline.tiny_cogvideox import build_tiny_cogvideox

@@ -18,16 +18,16 @@ Importing a backend's ``__init__`` must stay cheap (no torch): the workflow read
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from tav_pipeline.backends.registry import names
 from tav_pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
-    from tav_pipeline.assets import Asset
+    from tav_pipeline.locations import Asset
     from tav_pipeline.train.checkpoint import TrainState
     from tav_pipeline.train.config import TrainConfig
 
@@ -113,11 +113,6 @@ class Backend(Protocol):
     def generate(self, job: GenerationJob) -> dict[str, list[Path]]:
         """Run one generation job; return group -> the videos written."""
         ...
-
-
-def names() -> list[str]:
-    """Every backend of this package (its subpackages), sorted."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg)
 
 
 def backend(name: str) -> Backend:

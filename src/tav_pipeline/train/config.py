@@ -36,10 +36,9 @@ import math
 import typing
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Literal
 
-from tav_pipeline import backends
+from tav_pipeline.backends.registry import names as backend_names
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 
@@ -52,11 +51,6 @@ PipelineDtype = Literal["auto", "float32", "bfloat16", "float16"]
 
 OPENSORA_COMMIT = "c41050ae06ef35dd9da531d29431dbea6e53a9d9"
 """The commit of Open-Sora-Plan's tag v1.3.1 (the version the paper fine-tuned)."""
-
-
-def is_local(pretrained: str) -> bool:
-    """A local folder, as opposed to a hub id (``owner/name``, which is fetched into the hub cache)."""
-    return Path(pretrained).exists() or pretrained.startswith((".", "/", "~")) or pretrained.count("/") != 1
 
 
 @dataclass(frozen=True)
@@ -187,7 +181,7 @@ class TrainConfig:
     use_ema: bool = True
     ema_decay: float = 0.9999
     ema_start_step: int = 0
-    gradient_checkpointing: bool | Literal["auto"] = True
+    gradient_checkpointing: Literal[True, False, "auto"] = True
     """Recompute activations in the backward pass (paper: on). ``auto`` (diffusers backend): off
     when a measured probe says the step fits the GPU without it, on otherwise; off on a CPU
     (:func:`tav_pipeline.train.loop.resolve_checkpointing`). The Open-Sora-Plan backend reads
@@ -209,8 +203,8 @@ class TrainConfig:
     opensora: OpenSoraConfig = field(default_factory=OpenSoraConfig)
 
     def __post_init__(self) -> None:
-        if self.backend not in backends.names():
-            raise ConfigError("train.backend", f"unknown backend {self.backend!r} ({', '.join(backends.names())})")
+        if self.backend not in backend_names():
+            raise ConfigError("train.backend", f"unknown backend {self.backend!r} ({', '.join(backend_names())})")
         if not self.model or "/" in self.model:
             raise ConfigError("train.model", "must be a non-empty name without '/'")
         if not self.epochs or any(int(e) < 1 for e in self.epochs) or len(set(self.epochs)) != len(self.epochs):

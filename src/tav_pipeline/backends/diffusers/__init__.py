@@ -14,14 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tav_pipeline.train.config import is_local
+from tav_pipeline.locations import is_local_folder
 
 GENERATION_KEYS = ("pretrained", "revision", "max_sequence_length")
 """``train.diffusers`` keys generation reads."""
 
 if TYPE_CHECKING:
-    from tav_pipeline.assets import Asset
     from tav_pipeline.backends import GenerationJob, TrainJob
+    from tav_pipeline.locations import Asset
     from tav_pipeline.train.checkpoint import TrainState
     from tav_pipeline.train.config import TrainConfig
 
@@ -47,10 +47,10 @@ class DiffusersBackend:
         return [str(train["diffusers"]["pretrained"])]
 
     def assets(self, train: Mapping[str, Any], results: str) -> list[Asset]:
-        from tav_pipeline.assets import Asset, _under
+        from tav_pipeline.locations import Asset, under
 
         d = train["diffusers"]
-        if not is_local(d["pretrained"]) or _under(d["pretrained"], results):
+        if not is_local_folder(d["pretrained"]) or under(d["pretrained"], results):
             return []
         return [
             Asset(

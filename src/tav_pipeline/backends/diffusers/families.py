@@ -26,7 +26,7 @@ import torch
 
 from tav_pipeline.backends.diffusers.loss import FLOW_MATCHING_HINT
 from tav_pipeline.errors import ConfigError, MissingAssetError
-from tav_pipeline.train.config import is_local
+from tav_pipeline.locations import is_local_folder
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def model_index(pretrained: str, revision: str = "main", rule: str = "fetch_diff
         MissingAssetError: a local folder without it (``rule`` provides the folder), or a hub id
             that cannot be fetched.
     """
-    if is_local(pretrained):
+    if is_local_folder(pretrained):
         path = Path(pretrained) / "model_index.json"
         if not path.is_file():
             raise MissingAssetError(path, rule, "a diffusers pipeline folder (save_pretrained layout) is expected")

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from tav_pipeline.backends.opensora.upstream import TEXT_ENCODER
 
 if TYPE_CHECKING:
-    from tav_pipeline.assets import Asset
     from tav_pipeline.backends import GenerationJob, TrainJob
+    from tav_pipeline.locations import Asset
     from tav_pipeline.train.checkpoint import TrainState
     from tav_pipeline.train.config import TrainConfig
 
@@ -57,7 +57,7 @@ class OpenSoraBackend:
         return [a.path for a in self.assets(train, "")]
 
     def assets(self, train: Mapping[str, Any], results: str) -> list[Asset]:
-        from tav_pipeline.assets import Asset
+        from tav_pipeline.locations import Asset
 
         osp = train["opensora"]
         weights = f"hub {osp['weights_hub_id']}"

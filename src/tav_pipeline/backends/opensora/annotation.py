@@ -19,7 +19,7 @@ from tav_pipeline.backends.opensora.upstream import (
     MIN_FRAMES,
     TOO_LONG_FACTOR,
 )
-from tav_pipeline.errors import ConfigError, RecordError, MissingAssetError
+from tav_pipeline.errors import ConfigError, MissingAssetError, RecordError
 from tav_pipeline.train.config import TrainConfig
 from tav_pipeline.train.frames import resampled_indices, window_length
 
