@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,13 @@ class FrameStripConfig:
     frames: int = 8
     height: int = 96
     """Thumbnail height in pixels."""
-    rows: tuple[StripRow, ...] = field(default_factory=tuple)
+    rows: tuple[StripRow, ...] = (
+        StripRow("easyanimate", "baseline", "EasyAnimate"),
+        StripRow("opensora_plan", "baseline", "Open-Sora-Plan (baseline)"),
+        StripRow("opensora_plan", "epoch_24", "Open-Sora-Plan (24 epochs)"),
+    )
+    """One row per (model, checkpoint), top to bottom: the paper's Figures 1-2 show EasyAnimate,
+    then Open-Sora-Plan before and after 24 epochs of post-training."""
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -105,8 +111,10 @@ class FrameStripConfig:
         """``epochs`` (Table 2's) resolve a row's ``last_epoch``."""
         check_keys("report.frame_strips", d, cls)
         kwargs: dict[str, Any] = {k: v for k, v in d.items() if k not in ("indices", "rows")}
-        kwargs["indices"] = tuple(int(i) for i in d.get("indices", (3, 1)))
-        kwargs["rows"] = tuple(StripRow.from_dict(r, epochs) for r in d.get("rows", ()))
+        if "indices" in d:
+            kwargs["indices"] = tuple(int(i) for i in d["indices"])
+        if "rows" in d:
+            kwargs["rows"] = tuple(StripRow.from_dict(r, epochs) for r in d["rows"])
         return cls(**kwargs)
 
 
