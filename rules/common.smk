@@ -1,5 +1,6 @@
 # Config validation, the external assets, and the input functions that read checkpoints.
 import csv
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -53,10 +54,19 @@ def to_fetch(rule):
     return [a.path for a in ASSETS if a.rule == rule and not a.present]
 
 
-# Video keys (tav_pipeline.source.video_key) are [A-Za-z0-9_-]+ and never periodic, so every
-# Panda-70M ID is a valid wildcard value, and {video} never spans a folder or an extension.
+# Every wildcard of every rule, once. Video keys (tav_pipeline.source.video_key) are
+# [A-Za-z0-9_-]+ and never periodic, so every Panda-70M ID is a valid wildcard value, and {video}
+# never spans a folder or an extension; a model or group name is one folder of
+# results/generated/{model}/{checkpoint}/{group}; a checkpoint is the baseline or an epoch; a
+# baseline folder is one that fetch_baseline_model provides (none: nothing matches).
 wildcard_constraints:
     video=KEY_PATTERN,
+    model=r"[^/]+",
+    checkpoint=r"baseline|epoch_\d+",
+    group=r"[^/]+",
+    epoch=r"\d+",
+    index=r"\d+",
+    baseline_folder="|".join(re.escape(p) for p in to_fetch("fetch_baseline_model")) or "(?!)",
 
 
 def R(path):

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -73,20 +74,31 @@ with SnakemakeApi(OutputSettings(quiet=None)) as api:
         snakefile=Path("Snakefile"),
     )
     rules = {
-        r.name: {"log": bool(r.log), "conda": r.conda_env is not None, "output": bool(r.output)}
+        r.name: {
+            "log": bool(r.log),
+            "conda": r.conda_env is not None,
+            "output": bool(r.output),
+            "wildcards": sorted(r.wildcard_names),
+        }
         for r in workflow._workflow.rules
     }
+    rules["<global wildcard_constraints>"] = {"wildcards": sorted(workflow._workflow.wildcard_constraints)}
 print(json.dumps(rules))
 """
 RULE_DECLARATION = re.compile(r"^[ \t]*(?:rule|checkpoint)[ \t]+(\w+)[ \t]*:", re.MULTILINE)
 
 
-def workflow_rules(*configfiles: str) -> dict[str, dict[str, bool]]:
+def workflow_rules(*configfiles: str) -> dict[str, dict[str, Any]]:
     proc = subprocess.run(
         [sys.executable, "-c", RULES_PROBE, *configfiles], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    rules = json.loads(proc.stdout.strip().splitlines()[-1])
+    constrained = set(rules.pop("<global wildcard_constraints>")["wildcards"])
+    # every wildcard of every rule has a global constraint (common.smk)
+    unconstrained = {name: sorted(set(r["wildcards"]) - constrained) for name, r in rules.items()}
+    assert not {name: w for name, w in unconstrained.items() if w}, configfiles
+    return rules
 
 
 def test_every_rule_has_log_and_conda(tmp_path: Path) -> None:
