@@ -35,7 +35,9 @@ GENERATED_BY = TT.generated_models(config["train"], config["generate"], EVAL_SEG
 ASSETS = A.external_assets(
     config,
     baselines=[m for m, rule in GENERATED_BY.items() if rule == "generate_baseline_videos"],
-    vbench_files=weight_sources(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions) if EVAL_VBENCH.weights == "official" else {},
+    vbench_files=(
+        weight_sources(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions) if EVAL_VBENCH.weights == "official" else {}
+    ),
 )
 ASSET_PATHS = {a.path for a in ASSETS}
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import SNAKEMAKE, copy_workflow
 
 YEARS_AGO = 1_500_000_000  # 2017-07-14: assets downloaded long before the clone
