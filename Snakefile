@@ -30,7 +30,7 @@ rule all:
         R("sample_categories.csv"),
         TT.checkpoint_targets(RESULTS, TRAIN),
         TT.generated_targets(RESULTS, TRAIN, GEN),
-        R("table2.csv"),
+        rules.tables_and_report.input,
     default_target: True
 
 

@@ -1,5 +1,6 @@
 # Config validation, the external assets, and the input functions that read checkpoints.
 import csv
+import re
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -36,7 +37,9 @@ GENERATED_BY = TT.generated_models(config["train"], config["generate"], EVAL_SEG
 ASSETS = A.external_assets(
     config,
     baselines=[m for m, rule in GENERATED_BY.items() if rule == "generate_baseline_videos"],
-    vbench_files=weight_sources(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions) if EVAL_VBENCH.weights == "official" else {},
+    vbench_files=(
+        weight_sources(EVAL_VBENCH.cache_dir, EVAL_VBENCH.dimensions) if EVAL_VBENCH.weights == "official" else {}
+    ),
 )
 ASSET_PATHS = {a.path for a in ASSETS}
 
@@ -55,10 +58,19 @@ def to_fetch(rule):
     return [a.path for a in ASSETS if a.rule == rule and not a.present]
 
 
-# Video keys (tav_pipeline.source.video_key) are [A-Za-z0-9_-]+ and never periodic, so every
-# Panda-70M ID is a valid wildcard value, and {video} never spans a folder or an extension.
+# Every wildcard of every rule, once. Video keys (tav_pipeline.source.video_key) are
+# [A-Za-z0-9_-]+ and never periodic, so every Panda-70M ID is a valid wildcard value, and {video}
+# never spans a folder or an extension; a model or group name is one folder of
+# results/generated/{model}/{checkpoint}/{group}; a checkpoint is the baseline or an epoch; a
+# baseline folder is one that fetch_baseline_model provides (none: nothing matches).
 wildcard_constraints:
     video=KEY_PATTERN,
+    model=r"[^/]+",
+    checkpoint=r"baseline|epoch_\d+",
+    group=r"[^/]+",
+    epoch=r"\d+",
+    index=r"\d+",
+    baseline_folder="|".join(re.escape(p) for p in to_fetch("fetch_baseline_model")) or "(?!)",
 
 
 def R(path):

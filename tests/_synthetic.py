@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class Segment:
     vf: str = ""
 
 
-def _source(spec: str, size: tuple[int, int], fps: int) -> str:
+def _source(spec: str, size: tuple[int, int], fps: float) -> str:
     sep = ":" if "=" in spec else "="
     return f"{spec}{sep}size={size[0]}x{size[1]}:rate={fps}"
 
@@ -40,8 +41,8 @@ def run_ffmpeg(args: list[str]) -> None:
         raise RuntimeError(f"ffmpeg failed: {' '.join(argv)}\n{proc.stderr[-2000:]}")
 
 
-def _encode_args(dst: Path, crf: int) -> list[str]:
-    return ["-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p", str(dst)]
+def _encode_args(dst: Path, crf: int, pix_fmt: str = "yuv420p", preset: str = "veryfast") -> list[str]:
+    return ["-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-pix_fmt", pix_fmt, str(dst)]
 
 
 def concat(
@@ -49,26 +50,63 @@ def concat(
     segments: list[Segment],
     *,
     size: tuple[int, int] = (320, 180),
-    fps: int = 25,
+    fps: float = 25,
     crf: int = 18,
+    pix_fmt: str = "yuv420p",
+    preset: str = "veryfast",
+    audio: bool = False,
 ) -> list[int]:
-    """Hard cuts: the segments back to back. Returns the cut frames (first frame of each new
-    segment)."""
+    """Hard cuts: the segments back to back (with a sine tone as AAC audio when ``audio``).
+    Returns the cut frames (first frame of each new segment)."""
     dst = Path(dst)
     args: list[str] = []
     chains = []
     for i, seg in enumerate(segments):
         args += ["-f", "lavfi", "-i", _source(seg.source, size, fps)]
         extra = f",{seg.vf}" if seg.vf else ""
-        chains.append(f"[{i}:v]trim=end_frame={seg.frames},setpts=PTS-STARTPTS,format=yuv420p{extra}[v{i}]")
+        # scale: a few sources round odd sizes to even ones
+        chains.append(f"[{i}:v]trim=end_frame={seg.frames},setpts=PTS-STARTPTS,scale={size[0]}:{size[1]},setsar=1,format={pix_fmt}{extra}[v{i}]")
     joined = "".join(f"[v{i}]" for i in range(len(segments)))
     graph = ";".join(chains) + f";{joined}concat=n={len(segments)}:v=1:a=0[out]"
-    run_ffmpeg([*args, "-filter_complex", graph, "-map", "[out]", "-frames:v", str(sum(s.frames for s in segments)), *_encode_args(dst, crf)])
-    cuts, total = [], 0
+    total = sum(s.frames for s in segments)
+    maps = ["-map", "[out]"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency=300:duration={total / fps}"]
+        maps += ["-map", f"{len(segments)}:a", "-c:a", "aac"]
+    run_ffmpeg([*args, "-filter_complex", graph, *maps, "-frames:v", str(total), *_encode_args(dst, crf, pix_fmt, preset)])
+    cuts, running = [], 0
     for seg in segments[:-1]:
-        total += seg.frames
-        cuts.append(total)
+        running += seg.frames
+        cuts.append(running)
     return cuts
+
+
+SOURCES = {
+    "pattern": "testsrc2",
+    "fractal": "mandelbrot",
+    "bars": "smptehdbars",
+    "sunset": "gradients=speed=0.05:c0=#d04010:c1=#2010a0",
+    "meadow": "gradients=speed=0.05:c0=#10a030:c1=#e0e040",
+    "red": "color=c=#c02020",
+    "blue": "color=c=#2040c0",
+}
+"""Named scenes for :func:`render`: each looks unlike the others (a hard cut between any two)."""
+
+
+def render(
+    path: str | Path,
+    scenes: Sequence[tuple[str, float]],
+    *,
+    size: tuple[int, int] = (160, 120),
+    fps: float = 24,
+    audio: bool = False,
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """:func:`concat` of named :data:`SOURCES` scenes given as ``(name, seconds)``: an H.264 mp4
+    whose cut frames are known exactly (``round(seconds * fps)`` frames per scene)."""
+    segments = [Segment(SOURCES[name], round(seconds * fps)) for name, seconds in scenes]
+    concat(path, segments, size=size, fps=fps, pix_fmt=pix_fmt, preset="ultrafast", audio=audio)
+    return Path(path)
 
 
 def crossfade(

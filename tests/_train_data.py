@@ -1,5 +1,6 @@
-"""Shared inputs of the post-training tests: a tiny tav.json of lavfi clips with known cuts, the
-tiny CogVideoX, its latent cache, and the demo-sized training settings."""
+"""Shared inputs of the post-training tests: a tiny tav.json of lavfi clips with known cuts, its
+latent cache, and the demo-sized training settings (the session fixtures ``tiny_model``,
+``tav_json`` and ``latents`` in conftest.py build them once)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-from conftest import render
+from _synthetic import render
 
 FPS = 12.0
 SCENES = [("pattern", "fractal"), ("sunset", "bars"), ("meadow", "pattern"), ("red", "blue"), ("bars", "meadow")]
@@ -71,55 +71,17 @@ def make_tav(folder: Path) -> Path:
     return path
 
 
-_CACHE: dict[str, Path] = {}
+def build_latents(model: Path, tav: Path, out: Path) -> Path:
+    """The latent cache of ``tav`` for the tiny ``model`` at the :func:`tiny_train` settings."""
+    import torch
 
+    from tav_pipeline.backends.diffusers.latents import cache_latents
+    from tav_pipeline.train.config import TrainConfig
 
-def shared_tiny_model(factory: pytest.TempPathFactory) -> Path:
-    """The tiny CogVideoX folder, built once per session."""
-    if "model" not in _CACHE:
-        from tav_pipeline.tiny_cogvideox import build_tiny_cogvideox
-
-        _CACHE["model"] = build_tiny_cogvideox(factory.mktemp("tiny") / "tiny_cogvideox", seed=0)
-    return _CACHE["model"]
-
-
-def shared_tav(factory: pytest.TempPathFactory) -> Path:
-    """The tiny tav.json, made once per session."""
-    if "tav" not in _CACHE:
-        _CACHE["tav"] = make_tav(factory.mktemp("tav"))
-    return _CACHE["tav"]
-
-
-def shared_latents(factory: pytest.TempPathFactory) -> Path:
-    """The tiny model's latent cache of the tiny tav.json, made once per session."""
-    if "latents" not in _CACHE:
-        import torch
-
-        from tav_pipeline.backends.diffusers.latents import cache_latents
-        from tav_pipeline.train.config import TrainConfig
-
-        model, tav = shared_tiny_model(factory), shared_tav(factory)
-        out = factory.mktemp("latents") / "tiny"
-        n = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny models: thread start-up dominates (several times faster)
-        try:
-            cache_latents(tav, str(model), out, TrainConfig.from_dict(tiny_train(model)))
-        finally:
-            torch.set_num_threads(n)
-        _CACHE["latents"] = out
-    return _CACHE["latents"]
-
-
-class OneThread:
-    """Context: one torch thread (tiny models are dominated by thread start-up)."""
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.n = torch.get_num_threads()
-        torch.set_num_threads(1)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.n)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: thread start-up dominates (several times faster)
+    try:
+        cache_latents(tav, str(model), out, TrainConfig.from_dict(tiny_train(model)))
+    finally:
+        torch.set_num_threads(n)
+    return out

@@ -1,4 +1,6 @@
-"""Shared fixtures: small real videos made with ffmpeg's lavfi sources, with known cut frames."""
+"""Shared fixtures: small real videos made with ffmpeg's lavfi sources (with known cut frames),
+a copy of the workflow and its demo run, and the tiny model, dataset and latent cache of the
+post-training tests."""
 
 from __future__ import annotations
 
@@ -6,51 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
-
-SOURCES = {
-    "pattern": "testsrc2",
-    "fractal": "mandelbrot",
-    "bars": "smptehdbars",
-    "sunset": "gradients=speed=0.05:c0=#d04010:c1=#2010a0",
-    "meadow": "gradients=speed=0.05:c0=#10a030:c1=#e0e040",
-    "red": "color=c=#c02020",
-    "blue": "color=c=#2040c0",
-}
+from _synthetic import render
+from _train_data import build_latents, make_tav
 
 MakeVideo = Callable[..., Path]
-
-
-def render(
-    path: Path,
-    scenes: Sequence[tuple[str, float]],
-    *,
-    size: tuple[int, int] = (160, 120),
-    fps: float = 24,
-    audio: bool = False,
-    pix_fmt: str = "yuv420p",
-) -> Path:
-    """Concatenate lavfi scenes (name, seconds) into an H.264 mp4; cut frames are known exactly."""
-    argv = ["ffmpeg", "-nostdin", "-loglevel", "error", "-y"]
-    for name, seconds in scenes:
-        src, _, opts = SOURCES[name].partition("=")
-        extra = f"{opts}:" if opts else ""
-        argv += ["-f", "lavfi", "-t", str(seconds), "-i", f"{src}={extra}size={size[0]}x{size[1]}:rate={fps}"]
-    n = len(scenes)
-    if audio:
-        argv += ["-f", "lavfi", "-t", str(sum(s for _, s in scenes)), "-i", "sine=frequency=300"]
-    w, h = size
-    graph = "".join(f"[{i}:v]scale={w}:{h},setsar=1[s{i}];" for i in range(n))
-    graph += "".join(f"[s{i}]" for i in range(n)) + f"concat=n={n}:v=1:a=0[v]"
-    argv += ["-filter_complex", graph, "-map", "[v]"]
-    if audio:
-        argv += ["-map", f"{n}:a", "-c:a", "aac"]
-    argv += ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "18", "-pix_fmt", pix_fmt, str(path)]
-    subprocess.run(argv, check=True)
-    return path
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +66,36 @@ def demo_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (work / "snakemake.out").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     return work
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """One torch thread for the test (tiny models are dominated by thread start-up)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny CogVideoX folder (the diffusers backend's test model), built once per session."""
+    from tav_pipeline.tiny_cogvideox import build_tiny_cogvideox
+
+    return build_tiny_cogvideox(tmp_path_factory.mktemp("tiny") / "tiny_cogvideox", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tav_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny tav.json of lavfi clips (``_train_data.make_tav``), made once per session."""
+    return make_tav(tmp_path_factory.mktemp("tav"))
+
+
+@pytest.fixture(scope="session")
+def latents(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, tav_json: Path) -> Path:
+    """The tiny model's latent cache of the tiny tav.json, made once per session."""
+    return build_latents(tiny_model, tav_json, tmp_path_factory.mktemp("latents") / "tiny")

@@ -5,7 +5,6 @@ seeded and paired, the manifest the evaluation reads, and the fetch rule's error
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +14,23 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from _train_data import OneThread, shared_tiny_model  # noqa: E402
 
 from tav_pipeline.backends.diffusers.generate import fetch_baseline_step, generate_baseline_step  # noqa: E402
 from tav_pipeline.errors import ConfigError, MissingAssetError  # noqa: E402
 from tav_pipeline.train.config import BaselineModel, GenerateConfig  # noqa: E402
 from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.usefixtures("one_thread")]
 
 GROUPS = {"A": ["a dog on a beach", "a cat"], "B": ["a dog on a beach", "two birds in the sky"]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    with OneThread():
-        yield
-
-
 @pytest.fixture(scope="module")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> dict[str, Path]:
     from tav_pipeline.tiny_easyanimate import build_tiny_easyanimate
 
     return {
-        "cogvideox": shared_tiny_model(tmp_path_factory),
+        "cogvideox": tiny_model,
         "easyanimate": build_tiny_easyanimate(tmp_path_factory.mktemp("tiny") / "tiny_easyanimate", seed=0),
     }
 

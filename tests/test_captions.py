@@ -163,7 +163,7 @@ def test_extract_keyframes_reports_the_clip_for_an_empty_scene(two_scene_clip: t
 
 def test_caption_config_defaults_and_keys() -> None:
     cfg = CaptionConfig()
-    assert cfg.model == "Salesforce/blip-image-captioning-large"
+    assert (cfg.model, cfg.hub_id) == ("resources/models/blip-image-captioning-large", "Salesforce/blip-image-captioning-large")
     assert cfg.decoding() == {"num_beams": 3, "max_new_tokens": 30, "min_new_tokens": 5, "repetition_penalty": 1.0, "do_sample": False}
     # The workflow's captions section (config.yaml) must be accepted as is.
     section = {

@@ -4,7 +4,6 @@ checkpoint's EMA weights swapped in, mp4 at train.fps, prompts.json beside the v
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from _train_data import OneThread, shared_tiny_model, tiny_train  # noqa: E402
+from _train_data import tiny_train  # noqa: E402
 
 from tav_pipeline.backends import generate_videos_step  # noqa: E402
 from tav_pipeline.errors import ConfigError, MissingAssetError, PromptFileError  # noqa: E402
@@ -22,16 +21,7 @@ from tav_pipeline.video import iter_frames, probe  # noqa: E402
 
 GENERATE = {"seed": 7, "diffusers": {"num_inference_steps": 2, "device": "cpu"}}
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _frames(path: Path) -> np.ndarray:

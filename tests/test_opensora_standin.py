@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import render
+from _synthetic import render
 from rehearsal import opensora_standin as standin
 from safetensors.numpy import load_file
 

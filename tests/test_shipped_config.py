@@ -1,5 +1,5 @@
 """The shipped config.yaml as a researcher first meets it: the DAG of `snakemake -n --cores 8
-results/table2.csv` on a fresh clone (no asset anywhere), the plan against the paper, and the
+tables_and_report` on a fresh clone (no asset anywhere), the plan against the paper, and the
 workflow's promise never to touch a file a user placed by hand."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def fresh(tmp_path: Path) -> Path:
 def test_the_first_command_plans_the_papers_study(fresh: Path) -> None:
     """No metadata, no model, no checkout: the DAG builds, with every fetch rule in it and the
     paper's study behind them (3 epochs, 3 groups, the baselines of Table 1)."""
-    proc = snakemake(fresh, "-n", "--cores", "8", "results/table2.csv")
+    proc = snakemake(fresh, "-n", "--cores", "8", "tables_and_report")
     jobs = job_stats(proc.stdout + proc.stderr)
     config = yaml.safe_load((fresh / "config.yaml").read_text())
     epochs = config["train"]["epochs"]
@@ -131,7 +131,7 @@ def test_assets_placed_by_hand_are_never_touched(fresh: Path, tmp_path: Path) ->
         assert f.read_bytes() == data, f
         assert f.stat().st_mtime == YEARS_AGO, f
     assert os.stat(blip).st_mtime == YEARS_AGO
-    dry = snakemake(fresh, "-n", "--forceall", "--cores", "1", "results/table2.csv").stdout
+    dry = snakemake(fresh, "-n", "--forceall", "--cores", "1", "tables_and_report").stdout
     assert "fetch_metadata" not in dry and "fetch_blip" not in dry
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
+from _train_data import tiny_train  # noqa: E402
 
 from tav_pipeline.backends.diffusers.latents import (  # noqa: E402
     CachedClips,
@@ -24,26 +23,7 @@ from tav_pipeline.errors import ConfigError  # noqa: E402
 from tav_pipeline.train.config import TrainConfig  # noqa: E402
 from tav_pipeline.train.frames import resampled_indices, window_length  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tav_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tav(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def latents(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_latents(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_resampling_and_window_length_follow_open_sora_plan() -> None:

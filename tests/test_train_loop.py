@@ -4,7 +4,6 @@ logs, and resumption giving exactly what an uninterrupted run gives."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,33 +12,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 pytest.importorskip("accelerate")
 
-from _train_data import OneThread, shared_latents, shared_tav, shared_tiny_model, tiny_train  # noqa: E402
+from _train_data import tiny_train  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from tav_pipeline.backends.diffusers.loop import train_model_step  # noqa: E402
 from tav_pipeline.errors import ConfigError  # noqa: E402
 from tav_pipeline.train import checkpoint as ckpt  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    with OneThread():
-        yield
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tiny_model(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def tav_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_tav(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def latents(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return shared_latents(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -57,15 +59,65 @@ def test_config_holds_the_papers_numbers() -> None:
     assert config["dataset"]["prompt_template"] == "Previous scene: {scene1}; Next scene: {scene2}"
 
 
-def test_every_rule_has_log_and_conda() -> None:
-    text = "\n".join(p.read_text() for p in sorted((ROOT / "rules").glob("*.smk")))
-    blocks = [b for b in text.split("\nrule ")[1:]] + [b for b in text.split("\ncheckpoint ")[1:]]
-    assert blocks
-    for block in blocks:
-        body = block.split("\nrule ")[0].split("\ncheckpoint ")[0]
-        name = body.split(":")[0]
-        assert "    log:" in body, name
-        assert "    conda:" in body, name
+# Every rule object the workflow defines, with the settings the test below checks: Snakemake
+# parses the Snakefile (with every include and every conditional rule of that config) in a child
+# process, so the test sees rules at any indentation exactly as a run does.
+RULES_PROBE = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(quiet=None)) as api:
+    workflow = api.workflow(
+        resource_settings=ResourceSettings(),
+        config_settings=ConfigSettings(configfiles=[Path(p) for p in sys.argv[1:]]),
+        snakefile=Path("Snakefile"),
+    )
+    rules = {
+        r.name: {
+            "log": bool(r.log),
+            "conda": r.conda_env is not None,
+            "output": bool(r.output),
+            "wildcards": sorted(r.wildcard_names),
+        }
+        for r in workflow._workflow.rules
+    }
+    rules["<global wildcard_constraints>"] = {"wildcards": sorted(workflow._workflow.wildcard_constraints)}
+print(json.dumps(rules))
+"""
+RULE_DECLARATION = re.compile(r"^[ \t]*(?:rule|checkpoint)[ \t]+(\w+)[ \t]*:", re.MULTILINE)
+
+
+def workflow_rules(*configfiles: str) -> dict[str, dict[str, Any]]:
+    proc = subprocess.run(
+        [sys.executable, "-c", RULES_PROBE, *configfiles], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rules = json.loads(proc.stdout.strip().splitlines()[-1])
+    constrained = set(rules.pop("<global wildcard_constraints>")["wildcards"])
+    # every wildcard of every rule has a global constraint (common.smk)
+    unconstrained = {name: sorted(set(r["wildcards"]) - constrained) for name, r in rules.items()}
+    assert not {name: w for name, w in unconstrained.items() if w}, configfiles
+    return rules
+
+
+def test_every_rule_has_log_and_conda(tmp_path: Path) -> None:
+    # the shipped config defines the fetch rules (its assets are missing), the same with the
+    # diffusers backend that backend's, the demo profile the stand-in and tiny-model rules;
+    # together they define every rule the files declare
+    diffusers = tmp_path / "diffusers.yaml"
+    diffusers.write_text("train:\n  backend: diffusers\n")
+    rules = workflow_rules("config.yaml") | workflow_rules("config.yaml", str(diffusers))
+    rules |= workflow_rules("config.yaml", "profiles/demo/overrides.yaml")
+    files = [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+    declared = {name for f in files for name in RULE_DECLARATION.findall(f.read_text())}
+    assert len(declared) > 20 and declared == set(rules), (sorted(declared - set(rules)), sorted(set(rules) - declared))
+    # a rule with outputs is a job: it has a log and a conda env; only target rules have neither
+    targets = {name for name, r in rules.items() if not r["output"]}
+    assert targets == {"all", "tables_and_report"}
+    missing = {name: [k for k in ("log", "conda") if not r[k]] for name, r in rules.items() if name not in targets}
+    assert not {name: keys for name, keys in missing.items() if keys}
 
 
 @pytest.fixture(scope="module")

@@ -68,7 +68,7 @@ class CaptionConfig:
     captions; the 5-token floor stops one-word captions. Every value is written with each caption.
     """
 
-    model: str = DEFAULT_MODEL
+    model: str = "resources/models/blip-image-captioning-large"
     """Local checkpoint folder (the workflow's default, filled by the rule ``fetch_blip``) or a hub id
     that is already in the local Hugging Face cache."""
     hub_id: str = DEFAULT_MODEL

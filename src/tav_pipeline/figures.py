@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,13 @@ class FrameStripConfig:
     frames: int = 8
     height: int = 96
     """Thumbnail height in pixels."""
-    rows: tuple[StripRow, ...] = field(default_factory=tuple)
+    rows: tuple[StripRow, ...] = (
+        StripRow("easyanimate", "baseline", "EasyAnimate"),
+        StripRow("opensora_plan", "baseline", "Open-Sora-Plan (baseline)"),
+        StripRow("opensora_plan", "epoch_24", "Open-Sora-Plan (24 epochs)"),
+    )
+    """One row per (model, checkpoint), top to bottom: the paper's Figures 1-2 show EasyAnimate,
+    then Open-Sora-Plan before and after 24 epochs of post-training."""
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -105,8 +111,10 @@ class FrameStripConfig:
         """``epochs`` (Table 2's) resolve a row's ``last_epoch``."""
         check_keys("report.frame_strips", d, cls)
         kwargs: dict[str, Any] = {k: v for k, v in d.items() if k not in ("indices", "rows")}
-        kwargs["indices"] = tuple(int(i) for i in d.get("indices", (3, 1)))
-        kwargs["rows"] = tuple(StripRow.from_dict(r, epochs) for r in d.get("rows", ()))
+        if "indices" in d:
+            kwargs["indices"] = tuple(int(i) for i in d["indices"])
+        if "rows" in d:
+            kwargs["rows"] = tuple(StripRow.from_dict(r, epochs) for r in d["rows"])
         return cls(**kwargs)
 
 
@@ -147,9 +155,10 @@ class StripVideo:
     segments: int | None = None
 
 
-def plot_frame_strip(videos: Sequence[StripVideo], prompt: str, out: str | Path, *, frames: int = 8, height: int = 96, title: str = "") -> Path:
-    """One row of thumbnails per video, the prompt as the title; a red bar sits in the gap
-    before the first thumbnail at or after each detected cut."""
+def draw_frame_strip(videos: Sequence[StripVideo], prompt: str, *, frames: int = 8, height: int = 96, title: str = "") -> Any:
+    """The matplotlib figure of :func:`plot_frame_strip`: one axes per video (top to bottom), its
+    thumbnails as the image, a red vertical line per drawn cut, the frame numbers and the row
+    label (with the scene count) as texts."""
     plt = _pyplot()
     strips = [strip_image(v.path, frames, height) for v in videos]
     width_px = max(s[0].shape[1] for s in strips)
@@ -181,53 +190,84 @@ def plot_frame_strip(videos: Sequence[StripVideo], prompt: str, out: str | Path,
             ax.text(j * (thumb_w + GAP) + thumb_w / 2, height + 2, str(f), ha="center", va="top", fontsize=7, color="#555")
         scenes = "" if video.segments is None else f"\n{video.segments} scene{'s' if video.segments != 1 else ''} detected"
         fig.text(8 / (width_px + label_px + 20), (bottom + height / 2) / total_h, f"{video.label}{scenes}", ha="left", va="center", fontsize=9)
+    return fig
+
+
+def plot_frame_strip(videos: Sequence[StripVideo], prompt: str, out: str | Path, *, frames: int = 8, height: int = 96, title: str = "") -> Path:
+    """One row of thumbnails per video, the prompt as the title; a red bar sits in the gap
+    before the first thumbnail at or after each detected cut."""
+    return _save(draw_frame_strip(videos, prompt, frames=frames, height=height, title=title), out)
+
+
+def _save(fig: Any, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
+    fig.savefig(out, dpi=fig.dpi)
+    _pyplot().close(fig)
     return out
 
 
-def plot_average_segments(summary: pd.DataFrame, config: TablesConfig, out: str | Path, paper: pd.DataFrame | None = None) -> Path:
-    """Average segments by group (bars per checkpoint) against the paper's Table 2, and exact-count
-    accuracy; see the module docstring."""
-    plt = _pyplot()
+AVERAGE_SEGMENTS_COLUMNS = ["checkpoint", "group", "average_segments", "exact_count_accuracy", "paper", "requested_scenes"]
+
+
+def average_segments_data(summary: pd.DataFrame, config: TablesConfig, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What :func:`plot_average_segments` draws: one row per (checkpoint, group) of ``config`` in
+    drawing order (:data:`AVERAGE_SEGMENTS_COLUMNS`); ours from ``summary`` (Table 2's model),
+    ``paper`` from the paper's Table 2 at the same epoch, NaN where either has no value."""
     paper = paper_table2() if paper is None else paper
+    rows = []
+    for checkpoint in config.checkpoints:
+        epoch = checkpoint_epoch(checkpoint)
+        for g in config.groups:
+            hit = summary[(summary["model"] == config.model) & (summary["checkpoint"] == checkpoint) & (summary["group"] == g)]
+            p = paper[(paper["group"] == g) & ((paper["epoch"].isna()) if epoch is None else (paper["epoch"] == epoch))]
+            first = hit.iloc[0] if not hit.empty else None
+            rows.append(
+                {
+                    "checkpoint": checkpoint,
+                    "group": g,
+                    "average_segments": np.nan if first is None else float(first["average_segments"]),
+                    "exact_count_accuracy": np.nan if first is None else float(first["exact_count_accuracy"]),
+                    "paper": float(p["average_segments"].iloc[0]) if not p.empty else np.nan,
+                    "requested_scenes": np.nan if first is None else float(first["requested_scenes"]),
+                }
+            )
+    return pd.DataFrame(rows, columns=AVERAGE_SEGMENTS_COLUMNS)
+
+
+def draw_average_segments(data: pd.DataFrame, config: TablesConfig) -> Any:
+    """The matplotlib figure of :func:`plot_average_segments` from :func:`average_segments_data`:
+    left axes one bar per row (checkpoint-major), the paper's values as one scatter per checkpoint
+    that has any, the requested scenes as dashed lines; right axes the exact-count accuracy bars."""
+    plt = _pyplot()
     groups = list(config.groups)
     checkpoints = list(config.checkpoints)
     colours = plt.get_cmap("viridis")(np.linspace(0.15, 0.85, len(checkpoints)))
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100, gridspec_kw={"width_ratios": [3, 2]})
     width = 0.8 / len(checkpoints)
     x = np.arange(len(groups))
-    requested: dict[str, float] = {}
     paper_drawn = False
     for c, (checkpoint, colour) in enumerate(zip(checkpoints, colours)):
-        ours, acc, theirs = [], [], []
-        epoch = checkpoint_epoch(checkpoint)
-        for g in groups:
-            hit = summary[(summary["model"] == config.model) & (summary["checkpoint"] == checkpoint) & (summary["group"] == g)]
-            ours.append(float(hit["average_segments"].iloc[0]) if not hit.empty else np.nan)
-            acc.append(float(hit["exact_count_accuracy"].iloc[0]) if not hit.empty else np.nan)
-            if not hit.empty:
-                requested[g] = float(hit["requested_scenes"].iloc[0])
-            p = paper[(paper["group"] == g) & ((paper["epoch"].isna()) if epoch is None else (paper["epoch"] == epoch))]
-            theirs.append(float(p["average_segments"].iloc[0]) if not p.empty else np.nan)
+        rows = data[data["checkpoint"] == checkpoint].set_index("group").reindex(groups)
+        ours = rows["average_segments"].to_numpy(float)
+        theirs = rows["paper"].to_numpy(float)
         pos = x - 0.4 + width * (c + 0.5)
         ax.bar(pos, ours, width * 0.92, color=colour, label=checkpoint_label(checkpoint))
-        ax2.bar(pos, acc, width * 0.92, color=colour)
+        ax2.bar(pos, rows["exact_count_accuracy"].to_numpy(float), width * 0.92, color=colour)
         for px, v in zip(pos, ours):
             if np.isfinite(v):
                 ax.text(px, v + 0.03, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
         if np.isfinite(theirs).any():
             ax.scatter(pos, theirs, marker="D", color="black", s=22, zorder=3, label=None if paper_drawn else "paper (Table 2)")
             paper_drawn = True
+    requested = data.dropna(subset=["requested_scenes"]).drop_duplicates("group").set_index("group")["requested_scenes"]
     for i, g in enumerate(groups):
-        if g in requested:
-            ax.hlines(requested[g], i - 0.45, i + 0.45, colors="#888", linestyles="dashed", linewidth=1, label="requested scenes" if i == 0 else None)
+        if g in requested.index:
+            ax.hlines(float(requested[g]), i - 0.45, i + 0.45, colors="#888", linestyles="dashed", linewidth=1, label="requested scenes" if i == 0 else None)
     ax.set_xticks(x, [f"group {g}" for g in groups])
     ax.set_ylabel("average segments per video")
     ax.set_title("Average segments (ours: bars; paper: diamonds)", fontsize=10)
-    ymax = np.nanmax([*summary["average_segments"].astype(float).tolist(), *paper["average_segments"].tolist(), 2.0])
+    ymax = np.nanmax([*data["average_segments"].tolist(), *data["paper"].tolist(), 2.0])
     ax.set_ylim(0, ymax * 1.18 + 0.1)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
     ax2.set_xticks(x, [f"group {g}" for g in groups])
@@ -236,35 +276,28 @@ def plot_average_segments(summary: pd.DataFrame, config: TablesConfig, out: str 
     ax2.set_title("Exact scene count (beyond the paper)", fontsize=10)
     fig.suptitle(f"{config.model}: baseline and post-trained checkpoints", fontsize=11)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return fig
+
+
+def plot_average_segments(summary: pd.DataFrame, config: TablesConfig, out: str | Path, paper: pd.DataFrame | None = None) -> Path:
+    """Average segments by group (bars per checkpoint) against the paper's Table 2, and exact-count
+    accuracy; see the module docstring."""
+    return _save(draw_average_segments(average_segments_data(summary, config, paper), config), out)
 
 
 # ------------------------------------------------------------------------------ workflow steps
 
 
-def frame_strip_step(
-    folders: Sequence[str | Path],
-    per_video_csv: str | Path,
-    out_png: str | Path,
-    strips: dict[str, Any],
-    index: int,
-    epochs: Sequence[int] = (),
-) -> Path:
-    """Rule ``plot_frame_strip``: the strip of prompt ``index`` for the configured rows.
+def strip_videos(
+    folders: Sequence[str | Path], per_video: pd.DataFrame, config: FrameStripConfig, index: int
+) -> tuple[str, list[StripVideo]]:
+    """The prompt of prompt ``index`` and one :class:`StripVideo` per configured row: its video in
+    the row's generated folder (``folders``, in the rows' order) and the cuts and scene count that
+    ``per_video`` (``results/eval/per_video.csv``) records for it."""
+    from tav_pipeline.metrics.segments import read_generated
 
-    ``folders`` are the rows' generated group folders (or their ``prompts.json``), in the rows'
-    order; ``epochs`` are Table 2's (for ``last_epoch`` rows).
-    """
-    from tav_pipeline.metrics.segments import read_generated, read_segments
-
-    config = FrameStripConfig.from_dict(strips, epochs)
     if len(folders) != len(config.rows):
         raise ConfigError("report.frame_strips.rows", f"{len(config.rows)} row(s) but {len(folders)} folder(s)")
-    per_video = read_segments(per_video_csv)
     videos = []
     prompt = ""
     for row, pj in zip(config.rows, folders):
@@ -282,6 +315,26 @@ def frame_strip_step(
             cuts = tuple(int(float(c)) for c in str(hit.iloc[0]["cut_frames"]).split(";") if c)
             segments = int(hit.iloc[0]["segments"])
         videos.append(StripVideo(label=row.label, path=video.path, cut_frames=cuts, segments=segments))
+    return prompt, videos
+
+
+def frame_strip_step(
+    folders: Sequence[str | Path],
+    per_video_csv: str | Path,
+    out_png: str | Path,
+    strips: dict[str, Any],
+    index: int,
+    epochs: Sequence[int] = (),
+) -> Path:
+    """Rule ``plot_frame_strip``: the strip of prompt ``index`` for the configured rows.
+
+    ``folders`` are the rows' generated group folders (or their ``prompts.json``), in the rows'
+    order; ``epochs`` are Table 2's (for ``last_epoch`` rows).
+    """
+    from tav_pipeline.metrics.segments import read_segments
+
+    config = FrameStripConfig.from_dict(strips, epochs)
+    prompt, videos = strip_videos(folders, read_segments(per_video_csv), config, index)
     return plot_frame_strip(videos, prompt, out_png, frames=config.frames, height=config.height, title=f"group {config.group}, prompt {index}")
 
 

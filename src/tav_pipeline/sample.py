@@ -106,7 +106,7 @@ class SampleConfig:
     """How the sample is drawn."""
 
     size: int = 500
-    seed: int = 0
+    seed: int = 2025
     categories: Mapping[str, Sequence[str]] = field(default_factory=lambda: dict(DEFAULT_CATEGORIES))
     """Category name -> keywords, in tie-break order. Given in a config, it
     replaces the default dict as a whole."""

@@ -68,7 +68,7 @@ def video_settings(source: dict[str, Any]) -> dict[str, Any]:
 class SourceConfig:
     """Where source videos come from."""
 
-    metadata_csv: str = ""
+    metadata_csv: str = "resources/panda70m_validation.csv"
     """Panda-70M metadata CSV."""
     video_dir: str = ""
     """Folder of already-downloaded videos named ``{videoID}.{ext}`` (or ``{video}.{ext}``), ext in
