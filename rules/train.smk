@@ -15,26 +15,12 @@ from tav_pipeline.train import targets as TT
 TRAIN = config["train"]
 TRAIN_MODEL = re.escape(TRAIN["model"])
 TRAIN_GPUS = TT.training_gpus(TRAIN)
-TINY_COGVIDEOX = R("demo/tiny_cogvideox")
 # What the trained model's training and generation read besides the checkpoints: the checkout and
 # weights (opensora), or the pipeline folder (diffusers), as asset inputs.
 if TRAIN["backend"] == "opensora":
     MODEL_INPUTS = [p for a in ASSETS if a.key.startswith("train.opensora.") for p in asset(a.path)]
 else:
     MODEL_INPUTS = asset(TRAIN["diffusers"]["pretrained"])
-
-
-rule build_tiny_cogvideox:
-    output:
-        directory(TINY_COGVIDEOX),
-    params:
-        seed=config["demo"]["seed"],
-    log:
-        log_path("build_tiny_cogvideox"),
-    conda:
-        f"{ENVS}/train-diffusers.yaml"
-    script:
-        "../scripts/build_tiny_cogvideox.py"
 
 
 if to_fetch("fetch_diffusers_model"):
