@@ -43,3 +43,4 @@ rule build_tiny_cogvideox:
         f"{ENVS}/train-diffusers.yaml"
     script:
         "../scripts/build_tiny_cogvideox.py"
+
