@@ -7,7 +7,7 @@ rule build_demo_corpus:
         truth=R("demo/truth.json"),
         videos=directory(R("demo/videos")),
     params:
-        demo=config["demo"],
+        demo={k: v for k, v in config["demo"].items() if k != "pretrain"},
     log:
         log_path("build_demo_corpus"),
     conda:
@@ -44,3 +44,19 @@ rule build_tiny_cogvideox:
     script:
         "../scripts/build_tiny_cogvideox.py"
 
+
+# The base model pretrained on single-scene clips of the world (tav_pipeline.demo.pretrain): VAE,
+# then transformer, from scratch. Settings: demo.pretrain (PretrainConfig's fields; empty: its
+# defaults). Reproduce: snakemake --profile profiles/demo results/demo/tiny_cogvideox_world
+rule pretrain_demo_cogvideox:
+    output:
+        directory(R("demo/tiny_cogvideox_world")),
+    params:
+        seed=config["demo"]["seed"],
+        pretrain=config["demo"]["pretrain"],
+    log:
+        log_path("pretrain_demo_cogvideox"),
+    conda:
+        f"{ENVS}/train-diffusers.yaml"
+    script:
+        "../scripts/pretrain_demo_cogvideox.py"
