@@ -86,7 +86,7 @@ def held_out_accuracy(model_dir: str | Path, cfg: CaptionerTraining, caption_set
     with tempfile.TemporaryDirectory() as tmp:
         path = write_video(frames, Path(tmp) / "held_out.mp4", 24.0, crf=23)
         with av.open(str(path)) as container:
-            decoded = [f.to_image() for f in container.decode(video=0)]
+            decoded = [f.to_image() for f in container.decode(video=0)]  # type: ignore[no-untyped-call]
     settings = {"device": "cpu", "num_beams": 1, "max_new_tokens": 12, "min_new_tokens": 3, **(caption_settings or {})}
     cfg_c = CaptionConfig.from_dict({**settings, "model": str(model_dir)})
     captions = caption_images(decoded, load_captioner(cfg_c), cfg_c, progress=False)

@@ -152,7 +152,7 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
             pred = transformer(hidden_states=noisy, encoder_hidden_states=embeds[cond], timestep=t, return_dict=False)[0]
             loss = F.mse_loss(pred, target)
             opt.zero_grad()
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
             opt.step()
             losses.append(loss.item())

@@ -104,7 +104,8 @@ def _grid(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
 def _gradient(width: int, height: int, c0: Sequence[int], c1: Sequence[int]) -> np.ndarray:
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     t = ((xx / max(width - 1, 1)) + (yy / max(height - 1, 1)))[..., None] / 2.0
-    return (np.asarray(c0, np.float32) * (1 - t) + np.asarray(c1, np.float32) * t).round().astype(np.uint8)
+    out: np.ndarray = (np.asarray(c0, np.float32) * (1 - t) + np.asarray(c1, np.float32) * t).round().astype(np.uint8)
+    return out
 
 
 def _object_mask(shape: str, width: int, height: int, cx: float, cy: float, r: float) -> np.ndarray:
@@ -138,7 +139,8 @@ def render_frame(scene: Scene | str, t: float, width: int, height: int) -> np.nd
     dx, dy = {"left": (-drift, 0.0), "right": (drift, 0.0), "up": (0.0, -drift), "down": (0.0, drift)}[scene.motion]
     cx, cy = width * (0.5 + dx), height * (0.5 + dy)
     frame[_object_mask(scene.shape, width, height, cx, cy, r)] = OBJECT_COLOURS[scene.colour]
-    return frame.round().astype(np.uint8)
+    out: np.ndarray = frame.round().astype(np.uint8)
+    return out
 
 
 def render_scenes(scenes: Sequence[tuple[Scene | str, float]], fps: float, width: int, height: int) -> Iterator[np.ndarray]:
