@@ -11,6 +11,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/demo.smk"
 include: "rules/source.smk"
 include: "rules/sample.smk"
 include: "rules/cuts.smk"

@@ -1,34 +1,6 @@
 # Source data: the Panda-70M metadata and videos, or the embedded demo corpus.
 
 
-rule build_demo_corpus:
-    output:
-        metadata=R("demo/panda70m_demo.csv"),
-        truth=R("demo/truth.json"),
-        videos=directory(R("demo/videos")),
-    params:
-        demo=config["demo"],
-    log:
-        log_path("build_demo_corpus"),
-    conda:
-        f"{ENVS}/video.yaml"
-    script:
-        "../scripts/build_demo_corpus.py"
-
-
-rule build_demo_blip:
-    output:
-        directory(R("demo/blip")),
-    params:
-        seed=config["demo"]["seed"],
-    log:
-        log_path("build_demo_blip"),
-    conda:
-        f"{ENVS}/captions.yaml"
-    script:
-        "../scripts/build_demo_blip.py"
-
-
 # Fetch rules exist only for assets missing when the workflow is parsed, and own only those paths
 # (common.smk, to_fetch): a file or folder a user placed is never an output, so never rerun,
 # overwritten or deleted.

@@ -20,23 +20,9 @@ TRAIN = config["train"]
 TRAIN_MODEL = re.escape(TRAIN["model"])
 TRAIN_GPUS = TT.training_gpus(TRAIN)
 BACKEND = backend(TRAIN["backend"])
-TINY_COGVIDEOX = R("demo/tiny_cogvideox")
 # What the trained model's training and generation read besides the checkpoints: the checkout and
 # weights (opensora), or the pipeline folder (diffusers), as asset inputs.
 MODEL_INPUTS = [p for path in BACKEND.model_paths(TRAIN) for p in asset(path)]
-
-
-rule build_tiny_cogvideox:
-    output:
-        directory(TINY_COGVIDEOX),
-    params:
-        seed=config["demo"]["seed"],
-    log:
-        log_path("build_tiny_cogvideox"),
-    conda:
-        f"{ENVS}/train-diffusers.yaml"
-    script:
-        "../scripts/build_tiny_cogvideox.py"
 
 
 # The rules only this backend has (downloads, cached inputs): rules/backend_<name>.smk.

@@ -1,6 +1,6 @@
 """Rule build_demo_blip."""
 from tav_pipeline import logs
-from tav_pipeline.tiny_models import build_tiny_blip
+from tav_pipeline.demo.captioner import CaptionerTraining, train_captioner
 
 with logs.to_file(snakemake.log[0]):
-    build_tiny_blip(snakemake.output[0], seed=snakemake.params.seed)
+    train_captioner(snakemake.output[0], CaptionerTraining(seed=snakemake.params.seed), snakemake.params.captions)

@@ -41,10 +41,10 @@ TABLE2_COLUMNS = ["model", "group", "epoch", *METRICS]
 """The paper's layout (``paper_table2.csv``): model is ``baseline`` or ``post-trained``; epoch is
 empty for the baseline."""
 TABLE2_EXTRA = [
-    "checkpoint", "videos", "unreadable", "requested_scenes", "exact_count_accuracy", "share_with_cut",
+    "checkpoint", "average_segments_se", "videos", "unreadable", "requested_scenes", "exact_count_accuracy", "share_with_cut",
     "first_cut_position", "vbench_videos", "vbench_weights", "prompt_set", "notes",
 ]
-"""Our columns after the paper's: videos counted, unreadable videos, scenes requested by the
+"""Our columns after the paper's: the checkpoint, the standard error of average segments, videos counted, unreadable videos, scenes requested by the
 group, share of videos with exactly that many scenes, share with at least one cut, mean position of
 the first cut (fraction of the video), videos VBench scored, ``official``/``standin`` weights,
 whether the prompts are the paper's printed ones, and notes on anything partial."""
@@ -323,9 +323,12 @@ def table2(summary: pd.DataFrame, config: TablesConfig) -> pd.DataFrame:
         }
         for m in METRICS:
             row[m] = s.get(m, np.nan)
+        n = int(s["videos"])
         row.update(
+            # standard error of the mean segments: sample std (ddof 1) / sqrt(n)
+            average_segments_se=float(s["segments_std"]) / np.sqrt(n - 1) if n > 1 else np.nan,
             checkpoint=key[1],
-            videos=int(s["videos"]),
+            videos=n,
             unreadable=int(s["unreadable"]),
             requested_scenes=int(s["requested_scenes"]),
             exact_count_accuracy=s["exact_count_accuracy"],

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import string
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,13 @@ MAX_TOKENS = 32
 """Prompt length of the tiny model (its ``max_text_seq_length``)."""
 
 
-def tiny_vocab() -> list[tuple[str, float]]:
+def tiny_vocab(extra_words: Sequence[str] = ()) -> list[tuple[str, float]]:
     """The unigram vocabulary in id order: T5's ``<pad>``, ``</s>``, ``<unk>`` (ids 0, 1, 2), the
-    word-start marker, whole words, then single characters (lower scores, used only as fallback)."""
+    word-start marker, whole words (:data:`WORDS`, then ``extra_words``), then single characters
+    (lower scores, used only as fallback)."""
     vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -3.0)]
     seen = {piece for piece, _ in vocab}
-    for word in WORDS:
+    for word in (*WORDS, *extra_words):
         piece = "\u2581" + word
         if piece not in seen:
             seen.add(piece)
@@ -64,18 +66,16 @@ def tiny_vocab() -> list[tuple[str, float]]:
     return vocab
 
 
-def build_tiny_cogvideox(out_dir: str | Path, seed: int = 0) -> Path:
-    """Write the tiny CogVideoX pipeline folder.
-
-    The weights are drawn under ``torch.manual_seed(seed)`` inside a forked RNG (the global RNG is
-    left alone; the same seed gives the same files).
+def tiny_cogvideox_parts(seed: int = 0, extra_words: Sequence[str] = (), head_dim: int = 8) -> Any:
+    """The tiny CogVideoX pipeline in memory (see :func:`build_tiny_cogvideox`; nothing written).
 
     Arguments:
-        out_dir: folder to create.
         seed: seed of the random initialisation.
+        extra_words: words added to the tokenizer's whole-word pieces.
+        head_dim: the transformer's attention head width (2 heads).
 
     Returns:
-        ``out_dir`` as a :class:`~pathlib.Path`.
+        a ``CogVideoXPipeline``.
     """
     import importlib
 
@@ -88,8 +88,7 @@ def build_tiny_cogvideox(out_dir: str | Path, seed: int = 0) -> Path:
     AutoencoderKLCogVideoX, CogVideoXDDIMScheduler = diffusers.AutoencoderKLCogVideoX, diffusers.CogVideoXDDIMScheduler
     CogVideoXPipeline, CogVideoXTransformer3DModel = diffusers.CogVideoXPipeline, diffusers.CogVideoXTransformer3DModel
 
-    out = Path(out_dir)
-    vocab = tiny_vocab()
+    vocab = tiny_vocab(extra_words)
     tokenizer = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=MAX_TOKENS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -109,7 +108,7 @@ def build_tiny_cogvideox(out_dir: str | Path, seed: int = 0) -> Path:
         ).eval()
         transformer = CogVideoXTransformer3DModel(
             num_attention_heads=2,
-            attention_head_dim=8,
+            attention_head_dim=head_dim,
             in_channels=4,
             out_channels=4,
             time_embed_dim=16,
@@ -147,9 +146,27 @@ def build_tiny_cogvideox(out_dir: str | Path, seed: int = 0) -> Path:
         rescale_betas_zero_snr=True,
         snr_shift_scale=3.0,
     )
-    pipe = CogVideoXPipeline(
+    return CogVideoXPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
     )
+
+
+def build_tiny_cogvideox(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write the tiny CogVideoX pipeline folder.
+
+    The weights are drawn under ``torch.manual_seed(seed)`` inside a forked RNG (the global RNG is
+    left alone; the same seed gives the same files).
+
+    Arguments:
+        out_dir: folder to create.
+        seed: seed of the random initialisation.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+    """
+    out = Path(out_dir)
+    pipe = tiny_cogvideox_parts(seed)
+    transformer, vae, text_encoder, vocab = pipe.transformer, pipe.vae, pipe.text_encoder, tiny_vocab()
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(str(out))
     sizes = {

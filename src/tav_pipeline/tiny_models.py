@@ -14,6 +14,7 @@ captions) and they depend on the image, which is what the caption stage's tests 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,24 +52,88 @@ police shop store market restaurant bar office school church hospital street
 """Plain English words of the kind BLIP captions use (a few hundred); duplicates are dropped."""
 
 
-def tiny_vocab() -> list[str]:
+def tiny_vocab(words: Sequence[str] = TINY_WORDS) -> list[str]:
     """The tiny tokenizer's vocabulary in id order: BERT specials, the word list, ``[DEC]``, ``[ENC]``.
+
+    Arguments:
+        words: the plain words (default: :data:`TINY_WORDS`); duplicates are dropped.
 
     Returns:
         token strings; token ``i`` has id ``i``.
     """
-    words: list[str] = []
+    out: list[str] = []
     seen: set[str] = set(SPECIAL_TOKENS) | set(DECODER_TOKENS)
-    for word in TINY_WORDS:
+    for word in words:
         if word not in seen:
             seen.add(word)
-            words.append(word)
+            out.append(word)
     # Punctuation the decoder may need to detokenise (BERT splits it off as separate tokens).
     for mark in (",", ".", ";", "'", "-"):
         if mark not in seen:
             seen.add(mark)
-            words.append(mark)
-    return [*SPECIAL_TOKENS, *words, *DECODER_TOKENS]
+            out.append(mark)
+    return [*SPECIAL_TOKENS, *out, *DECODER_TOKENS]
+
+
+def tiny_blip_parts(seed: int = 0, words: Sequence[str] = TINY_WORDS, hidden: int = 32, layers: int = 2,
+                    init: float = 0.2) -> tuple[Any, Any, list[str]]:
+    """A tiny random BLIP captioning model, its processor and its vocabulary (nothing written).
+
+    Vision tower: 64x64 images, 16x16 patches; text decoder of the same width. See
+    :func:`build_tiny_blip` for the initialisation.
+
+    Returns:
+        ``(BlipForConditionalGeneration, BlipProcessor, vocabulary)``.
+    """
+    import torch
+    import transformers
+
+    tf: Any = transformers  # untyped for mypy
+
+    vocab = tiny_vocab(words)
+    ids = {token: i for i, token in enumerate(vocab)}
+    tokenizer = tf.BertTokenizer(
+        vocab=ids,
+        do_lower_case=True,
+        bos_token="[DEC]",
+        additional_special_tokens=["[ENC]"],
+        model_max_length=64,
+    )
+    image_size = 64
+    config = tf.BlipConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": hidden,
+            "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 64,
+            "bos_token_id": ids["[DEC]"],
+            "eos_token_id": ids["[SEP]"],
+            "sep_token_id": ids["[SEP]"],
+            "pad_token_id": ids["[PAD]"],
+            "initializer_range": init,
+        },
+        vision_config={
+            "hidden_size": hidden,
+            "intermediate_size": 2 * hidden,
+            "num_hidden_layers": layers,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": 16,
+            "projection_dim": hidden,
+            "initializer_range": init,
+        },
+        projection_dim=hidden,
+        image_text_hidden_size=hidden,
+        initializer_range=init,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = tf.BlipForConditionalGeneration(config).eval()
+    image_processor = tf.BlipImageProcessor(size={"height": image_size, "width": image_size})
+    processor = tf.BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    return model, processor, vocab
 
 
 def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
@@ -87,58 +152,10 @@ def build_tiny_blip(out_dir: str | Path, seed: int = 0) -> Path:
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`.
     """
-    import torch
-    import transformers
-
-    tf: Any = transformers  # untyped for mypy
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = tiny_vocab()
-    ids = {token: i for i, token in enumerate(vocab)}
+    model, processor, vocab = tiny_blip_parts(seed)
     (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = tf.BertTokenizer(
-        vocab=ids,
-        do_lower_case=True,
-        bos_token="[DEC]",
-        additional_special_tokens=["[ENC]"],
-        model_max_length=64,
-    )
-    image_size = 64
-    init = 0.2
-    config = tf.BlipConfig(
-        text_config={
-            "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "max_position_embeddings": 64,
-            "bos_token_id": ids["[DEC]"],
-            "eos_token_id": ids["[SEP]"],
-            "sep_token_id": ids["[SEP]"],
-            "pad_token_id": ids["[PAD]"],
-            "initializer_range": init,
-        },
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": image_size,
-            "patch_size": 16,
-            "projection_dim": 32,
-            "initializer_range": init,
-        },
-        projection_dim=32,
-        image_text_hidden_size=32,
-        initializer_range=init,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = tf.BlipForConditionalGeneration(config).eval()
-    image_processor = tf.BlipImageProcessor(size={"height": image_size, "width": image_size})
-    processor = tf.BlipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     log.info("tiny BLIP (seed %d, %d tokens) written to %s", seed, len(vocab), out)
