@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class PretrainConfig:
     text_drop_prob: float = 0.1
     head_dim: int = 16
     held_out: int = 32
+    device: str = "cpu"
+    """Where it trains (``cpu``, ``cuda``, ``auto``); the draws are made on the CPU either way, so
+    only the arithmetic's rounding differs between devices."""
 
 
 def world_clip(scene: Scene, start: float, cfg: PretrainConfig) -> np.ndarray:
@@ -91,15 +95,20 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
     import torch.nn.functional as F
     from tqdm import tqdm
 
+    from tav_pipeline.devices import resolve_device
+
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
+    device = torch.device(resolve_device(cfg.device, key="demo.pretrain.device"))
     rng = np.random.default_rng([cfg.seed, 3])
     pipe = tiny_cogvideox_parts(cfg.seed, extra_words=WORDS, head_dim=cfg.head_dim)
+    pipe.to(device)
     vae, transformer, scheduler = pipe.vae, pipe.transformer, pipe.scheduler
     clips_np, scenes = _draw(cfg.clips, rng, cfg)
     held_np, _ = _draw(cfg.held_out, np.random.default_rng([cfg.seed, 4]), cfg)
-    clips, held = torch.from_numpy(clips_np), torch.from_numpy(held_np)
+    clips, held = torch.from_numpy(clips_np).to(device), torch.from_numpy(held_np).to(device)
     g = torch.Generator().manual_seed(cfg.seed)
-    report: dict[str, Any] = {"settings": asdict(cfg)}
+    report: dict[str, Any] = {"settings": asdict(cfg), "device": str(device)}
+    started = time.time()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -108,7 +117,7 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
         bar = tqdm(range(cfg.vae_steps), desc="VAE", unit="step")
         for step in bar:
-            x = clips[torch.randint(0, cfg.clips, (cfg.batch_size,), generator=g)]
+            x = clips[torch.randint(0, cfg.clips, (cfg.batch_size,), generator=g).to(device)]
             post = vae.encode(x).latent_dist
             recon = vae.decode(post.sample(generator=None)).sample
             loss = F.mse_loss(recon, x) + 1e-6 * post.kl().mean()
@@ -131,21 +140,21 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
         latents = (latents * scaling).permute(0, 2, 1, 3, 4).contiguous()  # [N, F, C, H, W]
         prompts = sorted({p for s in scenes for p in (s.caption, s.caption[:1].upper() + s.caption[1:] + ".")} | {""})
         with torch.no_grad():
-            embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, max_sequence_length=MAX_TOKENS, device="cpu")
+            embeds, _ = pipe.encode_prompt(prompts, do_classifier_free_guidance=False, max_sequence_length=MAX_TOKENS, device=device)
         which = {p: i for i, p in enumerate(prompts)}
-        clip_prompt = torch.tensor([which[_prompt(s, rng)] for s in scenes])
+        clip_prompt = torch.tensor([which[_prompt(s, rng)] for s in scenes], device=device)
         transformer.train()
         opt = torch.optim.AdamW(transformer.parameters(), lr=cfg.transformer_lr, weight_decay=0.0)
-        alphas = scheduler.alphas_cumprod.float()
+        alphas = scheduler.alphas_cumprod.float().to(device)
         losses = []
         bar = tqdm(range(cfg.transformer_steps), desc="transformer", unit="step")
         for step in bar:
-            idx = torch.randint(0, cfg.clips, (cfg.batch_size,), generator=g)
+            idx = torch.randint(0, cfg.clips, (cfg.batch_size,), generator=g).to(device)
             x0 = latents[idx]
             cond = clip_prompt[idx].clone()
-            cond[torch.rand(cfg.batch_size, generator=g) < cfg.text_drop_prob] = which[""]
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g)
-            noise = torch.randn(x0.shape, generator=g)
+            cond[(torch.rand(cfg.batch_size, generator=g) < cfg.text_drop_prob).to(device)] = which[""]
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
+            noise = torch.randn(x0.shape, generator=g).to(device)
             a = alphas[t].sqrt().view(-1, 1, 1, 1, 1)
             s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1, 1)
             noisy, target = a * x0 + s * noise, a * noise - s * x0  # v-prediction
@@ -161,6 +170,8 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
                 log.info("transformer step %d: loss %.5f", step, float(np.mean(losses[-100:])))
         transformer.eval()
         report["transformer_loss_last100"] = float(np.mean(losses[-100:]))
+    report["seconds"] = round(time.time() - started, 1)
+    pipe.to("cpu")
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
