@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 
 REPORT_FILE = "pretrain.json"
 
+PROMPT_WORDS = ("Previous", "Next", "scene")
+"""Words of the TAV prompt template (``Previous scene: X; Next scene: Y``) given whole tokens, so a
+two-scene prompt fits the tiny model's 32 tokens. Pretraining never shows them (its captions are
+single scenes); post-training on TAV clips is where the model meets them."""
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
@@ -100,7 +105,7 @@ def pretrain_cogvideox(out_dir: str | Path, cfg: PretrainConfig = PretrainConfig
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     device = torch.device(resolve_device(cfg.device, key="demo.pretrain.device"))
     rng = np.random.default_rng([cfg.seed, 3])
-    pipe = tiny_cogvideox_parts(cfg.seed, extra_words=WORDS, head_dim=cfg.head_dim)
+    pipe = tiny_cogvideox_parts(cfg.seed, extra_words=(*WORDS, *PROMPT_WORDS), head_dim=cfg.head_dim)
     pipe.to(device)
     vae, transformer, scheduler = pipe.vae, pipe.transformer, pipe.scheduler
     clips_np, scenes = _draw(cfg.clips, rng, cfg)
