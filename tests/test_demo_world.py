@@ -46,12 +46,12 @@ def test_frames_show_the_object_and_its_motion() -> None:
 
 
 def test_a_two_scene_video_has_its_one_cut_at_the_known_frame(tmp_path: Path) -> None:
-    from tav_pipeline.cuts import detect
+    from tav_pipeline.detectors.paper import detect_cuts
     from tav_pipeline.validation import max_frame_difference
 
     scenes = ((Scene("red", "ball", "white", "left"), 3.0), (Scene("yellow", "triangle", "black", "up"), 2.5))
     path = write_video(render_scenes(scenes, 24, 160, 120), tmp_path / "two.mp4", 24)
-    result = detect(path, "paper")
+    result = detect_cuts(path)
     assert [c.frame for c in result.cuts] == [72]
     diff, frame = max_frame_difference(path)
     assert diff > 50 and frame in (71, 72)

@@ -112,6 +112,11 @@ def test_every_rule_has_log_and_conda(tmp_path: Path) -> None:
     rules |= workflow_rules("config.yaml", "profiles/demo/overrides.yaml")
     files = [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
     declared = {name for f in files for name in RULE_DECLARATION.findall(f.read_text())}
+    # the training rule is declared once (`rule:` with `name:`) and named by each backend
+    from tav_pipeline.backends import registry
+
+    assert "\nrule:\n    name:\n        BACKEND.training_rule\n" in (ROOT / "rules" / "train.smk").read_text()
+    declared |= {b.training_rule for b in registry().values()}
     assert len(declared) > 20 and declared == set(rules), (sorted(declared - set(rules)), sorted(set(rules) - declared))
     # a rule with outputs is a job: it has a log and a conda env; only target rules have neither
     targets = {name for name, r in rules.items() if not r["output"]}
