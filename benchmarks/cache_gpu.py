@@ -94,8 +94,6 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from train_multi_gpu import make_clips, settings
 
-    from tav_pipeline.train import families
-    from tav_pipeline.train.config import TrainConfig
     from tav_pipeline.backends.diffusers.latents import (
         cache_latents,
         cache_starts,
@@ -104,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         plan_clips,
         train_items,
     )
+    from tav_pipeline.train import families
+    from tav_pipeline.train.config import TrainConfig
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     cuda = torch.cuda.is_available()
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # the floor: the same encoders and windows, decoded beforehand, on the device
     family = families.family_for(str(pipe))
+    from tav_pipeline.devices import resolve_device
+
     enc = original(family, str(pipe), "main", torch.device(resolve_device(cfg.diffusers.device)),
                    families.DTYPES[cfg.diffusers.encode_dtype])
     plans, _ = plan_clips(train_items(json.loads(tav.read_text())), cfg)

@@ -152,11 +152,11 @@ def worker(mode: str, steps: int, warmup: int, smoke: bool, windows: int) -> dic
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
+    from tav_pipeline.backends.diffusers.families import CogVideoX, Encoders
+    from tav_pipeline.backends.diffusers.loop import _skip_cpu_shm_kernel, prepare_trainer
     from tav_pipeline.tiny_cogvideox import tiny_vocab
     from tav_pipeline.train.accelerate_config import deepspeed_config, free_port
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.backends.diffusers.families import CogVideoX, Encoders
-    from tav_pipeline.backends.diffusers.loop import _skip_cpu_shm_kernel, prepare_trainer
 
     cfg = TrainConfig.from_dict(settings(smoke))
     cuda = torch.cuda.is_available()

@@ -153,8 +153,8 @@ def settings(pipe: Path, smoke: bool, steps: int, processes: int = 1, batch: int
 
 def run(spec: str, pipe: Path, tav: Path, latents: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """One ``PxB`` training job through the rule's code path; its losses, times and memory."""
-    from tav_pipeline.train import checkpoint as ckpt
     from tav_pipeline.backends.diffusers.loop import train_model_step
+    from tav_pipeline.train import checkpoint as ckpt
 
     processes, batch = (int(x) for x in spec.split("x"))
     folder = work / spec
@@ -240,8 +240,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from tav_pipeline.train.config import TrainConfig
     from tav_pipeline.backends.diffusers.latents import cache_latents
+    from tav_pipeline.train.config import TrainConfig
 
     work = args.work or Path(tempfile.mkdtemp(prefix="tav-multi-gpu-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -190,7 +190,6 @@ def bare_worker(args: argparse.Namespace) -> None:
     """The simplest honest loop of the same math (see the module docstring)."""
     import torch
     from diffusers import CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
-
     from tav_pipeline.train.loss import diffusion_loss
 
     cuda = torch.cuda.is_available()
@@ -256,9 +255,9 @@ process pays for them."""
 
 
 def run_row(name: str, args: argparse.Namespace, pipe: Path, tav: Path, latents: Path, work: Path) -> dict[str, Any]:
+    from tav_pipeline.backends.diffusers.loop import plan_job
     from tav_pipeline.train.accelerate_config import launch_env, write_launch_files
     from tav_pipeline.train.config import TrainConfig
-    from tav_pipeline.backends.diffusers.loop import plan_job
 
     out = work / f"{name}.json"
     steps = args.warmup + args.steps + (args.profile if name == "rule" else 0)
@@ -352,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from train_multi_gpu import build_pipeline, make_clips
 
-    from tav_pipeline.train.config import TrainConfig
     from tav_pipeline.backends.diffusers.latents import cache_latents
+    from tav_pipeline.train.config import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="tav-overhead-"))

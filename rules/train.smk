@@ -25,6 +25,16 @@ BACKEND = backend(TRAIN["backend"])
 MODEL_INPUTS = [p for path in BACKEND.model_paths(TRAIN) for p in asset(path)]
 
 
+# The checkpoint, and the per-step losses of a backend that writes them (diffusers).
+TRAINING_OUTPUTS = {"checkpoint": directory(R("checkpoints/{model}/epoch_{epoch}"))}
+if "losses" in BACKEND.training_outputs:
+    TRAINING_OUTPUTS["losses"] = report(
+        R("train/{model}/losses_epoch_{epoch}.tsv"),
+        category="Training",
+        labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
+    )
+
+
 # The rules only this backend has (downloads, cached inputs): rules/backend_<name>.smk.
 include: f"backend_{BACKEND.name}.smk"
 
@@ -37,19 +47,7 @@ rule:
         model=MODEL_INPUTS,
         previous=lambda wc: TT.previous_checkpoint(RESULTS, TRAIN, wc.model, wc.epoch),
     output:
-        checkpoint=directory(R("checkpoints/{model}/epoch_{epoch}")),
-        # the per-step losses of a backend that writes them (diffusers)
-        **(
-            {
-                "losses": report(
-                    R("train/{model}/losses_epoch_{epoch}.tsv"),
-                    category="Training",
-                    labels={"model": "{model}", "epoch": "{epoch}", "table": "loss per step"},
-                )
-            }
-            if "losses" in BACKEND.training_outputs
-            else {}
-        ),
+        **TRAINING_OUTPUTS,
     params:
         train=lambda wc: TT.epoch_settings(TRAIN, wc.epoch),
         epoch=lambda wc: int(wc.epoch),

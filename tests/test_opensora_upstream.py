@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_opensora import FAKE_TRAINER, _stub, assets, data_txt  # noqa: F401 (fixtures)
+import test_opensora
+from test_opensora import FAKE_TRAINER, _stub
 
 from tav_pipeline.backends.opensora import annotation, checks
 from tav_pipeline.backends.opensora import train as trainer
@@ -18,6 +19,9 @@ from tav_pipeline.errors import ConfigError
 from tav_pipeline.train.config import TrainConfig
 
 PAPER = {"sparse1d": True, "sparse_n": 4, "interpolation_scale_t": 1.0, "interpolation_scale_h": 1.0, "interpolation_scale_w": 1.0}
+
+assets = test_opensora.assets  # the fixtures, shared with test_opensora.py
+data_txt = test_opensora.data_txt
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.999])

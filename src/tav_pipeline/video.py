@@ -294,7 +294,7 @@ class CutOutput:
 def _plane(frame: av.VideoFrame, k: int, width: int, height: int) -> bytes:
     """Plane ``k`` of a decoded frame without its line padding, cropped to ``width x height``."""
     plane = frame.planes[k]
-    rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+    rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
     return np.ascontiguousarray(rows[:height, :width]).tobytes()
 
 

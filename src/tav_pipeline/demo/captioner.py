@@ -79,7 +79,7 @@ def held_out_accuracy(model_dir: str | Path, cfg: CaptionerTraining, caption_set
     """
     import av
 
-    from tav_pipeline.captions import CaptionConfig, caption_images, load_captioner
+    from tav_pipeline.captioner import CaptionConfig, caption_images, load_captioner
 
     rng = np.random.default_rng([cfg.seed, 1000])
     frames, scenes = _draw(cfg.held_out, rng, cfg.width, cfg.height)

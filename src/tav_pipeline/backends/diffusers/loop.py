@@ -370,7 +370,7 @@ def probe_step_memory(cfg: TrainConfig, family: Any, transformer: Any, device: A
     allocated)."""
     import torch
 
-    from tav_pipeline.train.latents import max_sequence_length
+    from tav_pipeline.backends.diffusers.latents import max_sequence_length
 
     config = transformer.config
     frames = (cfg.num_frames - 1) // family.temporal_compression + 1
