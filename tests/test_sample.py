@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -222,3 +223,24 @@ def test_end_to_end_from_panda_csv(tmp_path: Path) -> None:
     cats = dict(zip(df["videoID"], categorize(df, SampleConfig()), strict=True))
     assert cats["my video 01"] == "animals" and cats["it's \"quoted\""] == "vehicles"
     assert cats["a/b"] == "food"
+
+
+def test_largest_remainder_is_the_one_rounding_of_sample_and_split() -> None:
+    """The sampler's quotas and the dataset's split sizes share one apportionment: n seats in all,
+    each within one seat of its quota, ties to the earlier weight."""
+    from tav_pipeline.apportion import largest_remainder
+    from tav_pipeline.dataset import SplitConfig, split_counts
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        weights = [int(w) for w in rng.integers(0, 50, size=int(rng.integers(1, 6)))]
+        n = int(rng.integers(0, 120))
+        seats = largest_remainder(n, weights)
+        if sum(weights) == 0:
+            assert seats == [0] * len(weights)
+            continue
+        assert sum(seats) == n
+        assert all(abs(s - n * w / sum(weights)) < 1 for s, w in zip(seats, weights, strict=True))
+    assert largest_remainder(1, [1, 1]) == [1, 0] and largest_remainder(3, [1, 1]) == [2, 1]
+    counts, shrunk = split_counts(10, SplitConfig(policy="ratio", train=8, val=1, test=1))
+    assert counts == {"train": 8, "val": 1, "test": 1} and not shrunk

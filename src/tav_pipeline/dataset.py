@@ -22,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from tav_pipeline.apportion import largest_remainder
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import BadVideoError, ConfigError, TavError
 from tav_pipeline.records import read_json_object
@@ -277,19 +277,6 @@ def split_key(video: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{video}".encode()).hexdigest()
 
 
-def _proportional(n: int, weights: Sequence[int]) -> list[int]:
-    """Largest-remainder apportionment of ``n`` by ``weights``; ties go to the earlier weight."""
-    total = sum(weights)
-    if total == 0 or n == 0:
-        return [0] * len(weights)
-    quotas = [n * w / total for w in weights]
-    counts = [math.floor(q) for q in quotas]
-    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - counts[i]), i))
-    for i in order[: n - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
 def split_counts(n: int, cfg: SplitConfig) -> tuple[dict[str, int], bool]:
     """How many of ``n`` kept clips go to each split.
 
@@ -308,7 +295,7 @@ def split_counts(n: int, cfg: SplitConfig) -> tuple[dict[str, int], bool]:
     else:
         shrunk = cfg.policy == "eval_first"
         # Order (test, val, train): ties in the remainders favour the eval splits.
-        test, val, train = _proportional(n, [cfg.test, cfg.val, cfg.train])
+        test, val, train = largest_remainder(n, [cfg.test, cfg.val, cfg.train])
         # Each requested eval split keeps one clip when there are enough clips for all three.
         if n >= 3 and cfg.test > 0 and test == 0 and train > 1:
             test, train = 1, train - 1

@@ -6,6 +6,7 @@ Library code raises these; per-video workflow steps catch :class:`BadVideoError`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -98,3 +99,12 @@ class PromptFileError(RecordError):
 class TrainingError(TavError):
     """A training run went wrong while it ran: a loss that is not finite, or a data stream that
     ended before the planned last step."""
+
+
+class LaunchError(TavError):
+    """An external command (trainer, sampler, git) failed; the message ends with its last lines."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, tail: str) -> None:
+        super().__init__(f"{argv[0]} ... exited with {returncode}:\n{tail}")
+        self.argv = list(argv)
+        self.returncode = returncode

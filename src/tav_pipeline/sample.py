@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tav_pipeline.apportion import largest_remainder
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError, MetadataError, RecordError
 
@@ -267,13 +268,7 @@ def allocate(counts: Mapping[str, int], size: int) -> dict[str, int]:
         return dict(counts)
     if size <= 0 or total == 0:
         return {k: 0 for k in counts}
-    seats = {k: size * n // total for k, n in counts.items()}
-    left = size - sum(seats.values())
-    order = {k: i for i, k in enumerate(counts)}
-    by_remainder = sorted(counts, key=lambda k: (-(size * counts[k] % total), order[k]))
-    for k in by_remainder[:left]:
-        seats[k] += 1
-    return seats
+    return dict(zip(counts, largest_remainder(size, list(counts.values())), strict=True))
 
 
 def _draw(df: pd.DataFrame, categories: pd.Series, cfg: SampleConfig) -> pd.DataFrame:

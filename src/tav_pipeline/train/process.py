@@ -10,18 +10,9 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from tav_pipeline.errors import TavError
+from tav_pipeline.errors import LaunchError
 
 log = logging.getLogger(__name__)
-
-
-class LaunchError(TavError):
-    """An external command (trainer, sampler, git) failed; the message ends with its last lines."""
-
-    def __init__(self, argv: Sequence[str], returncode: int, tail: str) -> None:
-        super().__init__(f"{argv[0]} ... exited with {returncode}:\n{tail}")
-        self.argv = list(argv)
-        self.returncode = returncode
 
 
 def run_logged(

@@ -18,7 +18,8 @@ def fetch_opensora(repo_dir: str | Path, git_url: str, commit: str) -> Path:
     Raises:
         MissingAssetError: git is missing or the clone fails (no network): clone by hand.
     """
-    from tav_pipeline.train.process import LaunchError, run_logged
+    from tav_pipeline.errors import LaunchError
+    from tav_pipeline.train.process import run_logged
 
     git = shutil.which("git")
     if git is None:
