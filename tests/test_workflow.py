@@ -283,3 +283,39 @@ def test_bad_clips_become_rejects_and_get_no_keyframes(tmp_path: Path, make_vide
     assert records["dim_cut_01"]["reason"] == "validation_failed" and records["goes_bad_1"]["reason"] == "clip_rejected"
     assert [p.name for p in (results / "keyframes").rglob("*.png") if p.parent.name != odd] == []
     assert sorted(p.name for p in (results / "keyframes" / odd).glob("*.png")) == ["scene1.png", "scene2.png"]
+
+
+# What parsing the workflow may not load: the libraries of the rules' own envs. (pandas is left out
+# of the dry run because Snakemake's SLURM executor plugin imports it; the modules the rule files
+# import are checked for it below.)
+PARSE_BLOCKER = """
+import importlib.abc, sys
+BLOCKED = {blocked!r}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("imported while the workflow is parsed: " + name)
+        return None
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_parsing_the_workflow_loads_no_rule_library(tmp_path: Path) -> None:
+    """The Snakefile runs in Snakemake's own environment (`--sdm conda` puts each rule in its env):
+    the package modules the rule files import must not pull in cv2, av, torch, pandas and the like,
+    so a dry run of the shipped config and of the demo profile works with them blocked."""
+    from conftest import copy_workflow
+
+    work = copy_workflow(tmp_path / "wf")
+    heavy = ["cv2", "av", "torch", "torchvision", "matplotlib", "transformers", "diffusers", "scenedetect", "vbench"]
+    run = PARSE_BLOCKER.format(blocked=set(heavy)) + "from snakemake.cli import main\nsys.argv = ['snakemake', *sys.argv[1:]]\nmain()\n"
+    for args in (["-n", "--cores", "8", "tables_and_report"], ["-n", "--profile", "profiles/demo"]):
+        proc = subprocess.run([sys.executable, "-c", run, *args], cwd=work, capture_output=True, text=True, check=False, timeout=300)
+        assert proc.returncode == 0 and "This was a dry-run" in proc.stdout, (args, (proc.stdout + proc.stderr)[-3000:])
+    files = [ROOT / "Snakefile", *sorted((ROOT / "rules").glob("*.smk"))]
+    imports = [m for f in files for m in re.findall(r"^\s*from (tav_pipeline[\w.]*) import (\w+)", f.read_text(), re.M)]
+    modules = sorted({f"{m}.{name}" if m == "tav_pipeline" else m for m, name in imports})
+    assert len(modules) >= 8
+    probe = PARSE_BLOCKER.format(blocked={*heavy, "pandas"}) + "".join(f"import {m}\n" for m in modules)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]

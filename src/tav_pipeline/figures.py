@@ -18,16 +18,17 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
-import pandas as pd
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.tables import TablesConfig, checkpoint_epoch, paper_table2, read_summary
 from tav_pipeline.video import count_frames, frames_at
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,8 @@ def strip_indices(n_frames: int, k: int) -> list[int]:
 def strip_image(path: str | Path, frames: int, height: int) -> tuple[np.ndarray, list[int], int]:
     """Thumbnails of ``frames`` evenly spaced frames side by side (RGB, ``height`` px high, white
     gaps). Returns ``(image, frame indices, frame count)``."""
+    import cv2
+
     n = count_frames(path)
     idx = strip_indices(n, frames)
     thumbs = []
@@ -214,6 +217,8 @@ def average_segments_data(summary: pd.DataFrame, config: TablesConfig, paper: pd
     """What :func:`plot_average_segments` draws: one row per (checkpoint, group) of ``config`` in
     drawing order (:data:`AVERAGE_SEGMENTS_COLUMNS`); ours from ``summary`` (Table 2's model),
     ``paper`` from the paper's Table 2 at the same epoch, NaN where either has no value."""
+    import pandas as pd
+
     paper = paper_table2() if paper is None else paper
     rows = []
     for checkpoint in config.checkpoints:

@@ -24,11 +24,12 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tav_pipeline.errors import MetadataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ def read_metadata(csv_path: str | Path) -> pd.DataFrame:
             is missing, a cell cannot be parsed, list lengths disagree, a videoID repeats, or two
             IDs map to the same key.
     """
+    import pandas as pd
+
     path = Path(csv_path)
     if not path.is_file():
         raise MetadataError(path, "no such file")

@@ -22,14 +22,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.metrics.segments import KEYS, check_section, read_segments, summarise_segments
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,16 @@ def _paper_file(name: str) -> Any:
 
 def paper_table1() -> pd.DataFrame:
     """The paper's Table 1 (model, average_segments)."""
+    import pandas as pd
+
     with _paper_file("paper_table1.csv").open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle)
 
 
 def paper_table2() -> pd.DataFrame:
     """The paper's Table 2 (:data:`TABLE2_COLUMNS`; epoch is a nullable integer)."""
+    import pandas as pd
+
     with _paper_file("paper_table2.csv").open("r", encoding="utf-8") as handle:
         table = pd.read_csv(handle)
     table["epoch"] = table["epoch"].astype("Int64")
@@ -100,6 +106,8 @@ def write_paper_prompts(group: str, out_txt: str | Path) -> Path:
 
 def paper_prompt_pairs() -> pd.DataFrame:
     """The paper's printed prompts as (index, scene1, scene2)."""
+    import pandas as pd
+
     with _paper_file("paper_prompt_pairs.csv").open("r", encoding="utf-8") as handle:
         return pd.read_csv(handle)
 
@@ -229,6 +237,8 @@ def checkpoint_epoch(checkpoint: str) -> int | None:
 
 def read_summary(path: str | Path) -> pd.DataFrame:
     """``summary.csv`` as :func:`summarise` wrote it (empty text cells stay empty strings)."""
+    import pandas as pd
+
     table = pd.read_csv(path, dtype={"model": str, "checkpoint": str, "group": str, "vbench_dimensions": str, "vbench_weights": str, "prompt_set": str})
     return table.fillna({"vbench_dimensions": "", "vbench_weights": "", "prompt_set": ""})
 
@@ -247,6 +257,8 @@ def summarise(segment_tables: Sequence[pd.DataFrame], vbench: Sequence[Mapping[s
         vbench: the ``vbench.json`` contents (``overall`` plus the meta of
             :class:`~tav_pipeline.metrics.vbench.VBenchResult`).
     """
+    import pandas as pd
+
     if not segment_tables:
         raise ConfigError("evaluate", "no segment tables to summarise")
     per_video = pd.concat(list(segment_tables), ignore_index=True)
@@ -312,6 +324,8 @@ def _lookup(summary: pd.DataFrame, key: tuple[str, str, str]) -> pd.Series:
 
 def table2(summary: pd.DataFrame, config: TablesConfig) -> pd.DataFrame:
     """Table 2 in the paper's layout plus :data:`TABLE2_EXTRA`, rounded to ``config.decimals``."""
+    import pandas as pd
+
     rows = []
     for key in config.table2_keys():
         s = _lookup(summary, key)
@@ -346,6 +360,8 @@ def table2(summary: pd.DataFrame, config: TablesConfig) -> pd.DataFrame:
 
 
 def _round(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
+    import pandas as pd
+
     out = table.copy()
     for col in out.columns:
         if pd.api.types.is_float_dtype(out[col]):
@@ -356,6 +372,8 @@ def _round(table: pd.DataFrame, decimals: int) -> pd.DataFrame:
 def compare_table2(ours: pd.DataFrame, paper: pd.DataFrame | None = None, decimals: int = 3) -> pd.DataFrame:
     """Long table: model, group, epoch, metric, ours, paper, difference (ours - paper). Rows of
     ours that the paper lacks (another epoch) have an empty paper value."""
+    import pandas as pd
+
     paper = paper_table2() if paper is None else paper
     rows = []
     for r in ours.itertuples(index=False):
@@ -372,6 +390,8 @@ def compare_table2(ours: pd.DataFrame, paper: pd.DataFrame | None = None, decima
 
 def table1(summary: pd.DataFrame, config: TablesConfig) -> pd.DataFrame:
     """Table 1: average segments of each configured model's baseline on the two-scene group."""
+    import pandas as pd
+
     rows = []
     for model, key in zip(config.table1_models, config.table1_keys()):
         s = _lookup(summary, key)
@@ -394,6 +414,8 @@ def table1(summary: pd.DataFrame, config: TablesConfig) -> pd.DataFrame:
 
 def compare_table1(ours: pd.DataFrame, paper: pd.DataFrame | None = None, decimals: int = 3) -> pd.DataFrame:
     """model, paper_model, ours, paper, difference for Table 1."""
+    import pandas as pd
+
     paper = paper_table1() if paper is None else paper
     values = dict(zip(paper["model"], paper["average_segments"]))
     rows = []
@@ -438,6 +460,8 @@ def summarise_step(
 ) -> pd.DataFrame:
     """Rule ``summarise_evaluation``: ``summary.csv`` (one row per model/checkpoint/group) and
     ``per_video.csv`` (segment columns, then VBench's per-video scores where scored)."""
+    import pandas as pd
+
     segs = [read_segments(p) for p in segments_csvs]
     summary = summarise(segs, [read_vbench_json(p) for p in vbench_jsons])
     per_video = pd.concat(segs, ignore_index=True)

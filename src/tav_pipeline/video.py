@@ -23,14 +23,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import av
-import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from tav_pipeline.errors import BadVideoError, MissingAssetError
+
+if TYPE_CHECKING:
+    import av
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Frame:
 
 
 def _open(path: str | Path) -> av.container.InputContainer:
+    import av
+
     p = Path(path)
     if not p.exists():
         raise BadVideoError(p, "missing_file", "no such file")
@@ -98,6 +100,8 @@ def _video_stream(container: av.container.InputContainer, path: str | Path) -> a
 
 def _start_offset(container: av.container.InputContainer, stream: Any) -> float:
     """The time ffmpeg's ``-ss`` counts from: the container's start time (seconds)."""
+    import av
+
     if container.start_time is not None:
         return float(container.start_time) / av.time_base
     if stream.start_time is not None and stream.time_base is not None:
@@ -108,6 +112,8 @@ def _start_offset(container: av.container.InputContainer, stream: Any) -> float:
 def probe(path: str | Path) -> VideoInfo:
     """Read a video's header. Raises :class:`BadVideoError` for a missing, unreadable or
     video-less file; it does not decode, so a file whose header lies is caught later."""
+    import av
+
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -174,6 +180,9 @@ def iter_frames(
             when decoding fails before the first frame. Corruption after at least one good frame
             ends the iteration early with a warning, as players do.
     """
+    import av
+    import cv2
+
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -182,7 +191,7 @@ def iter_frames(
         # One reformatter per file keeps its SwsContext (filter tables, threads) between frames;
         # to_ndarray(width=...) builds a new one per frame, which costs more than the scaling.
         # threads=1: the decoder's frame threads already use the cores.
-        reformatter = VideoReformatter()
+        reformatter = av.video.reformatter.VideoReformatter()
         flags = interpolation.upper()
         size: tuple[int, int] | None = None
         index = 0
@@ -225,6 +234,8 @@ def _set_threads(stream: Any, threads: int) -> None:
 
 def count_frames(path: str | Path, *, threads: int = 0) -> int:
     """Decode (without pixel conversion) and count the frames of the first video stream."""
+    import av
+
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -331,6 +342,7 @@ def cut_clip(
         BadVideoError: ``window_too_short`` (``frames <= 0``), ``decode_error`` (the source no
             longer decodes to the end of the window), ``encode_failed`` (ffmpeg's last lines).
     """
+    import av
     import ffmpeg  # ffmpeg-python: builds the argv, we run it ourselves
 
     if frames <= 0:
@@ -350,7 +362,7 @@ def cut_clip(
         _set_threads(stream, threads)
         offset = _start_offset(container, stream)
         has_audio = bool(container.streams.audio)
-        reformatter = VideoReformatter()
+        reformatter = av.video.reformatter.VideoReformatter()
         index = -1
         try:
             for frame in container.decode(stream):
@@ -438,6 +450,8 @@ def encode_frames(
     preset: str = "veryfast",
 ) -> None:
     """Write RGB uint8 frames to an H.264 mp4 with PyAV (used for generated and synthetic video)."""
+    import av
+
     Path(dst).parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(100000)
     with av.open(str(dst), mode="w") as out:

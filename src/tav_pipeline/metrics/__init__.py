@@ -5,25 +5,6 @@
 - :mod:`.vbench`: the four VBench dimensions of Table 2 through the ``vbench`` package.
 - :mod:`.standin_weights`: random weights in vbench's formats, for tests and the offline demo.
 
-Only :mod:`.segments` is imported here; the VBench modules import torch and vbench when used.
+Nothing is imported here: the workflow reads settings from these modules when it is parsed, and
+the libraries each metric needs load only when it runs.
 """
-
-from tav_pipeline.metrics.segments import (
-    REQUESTED_SCENES,
-    GeneratedVideo,
-    SegmentsConfig,
-    count_segments,
-    evaluate_segments,
-    read_generated,
-    summarise_segments,
-)
-
-__all__ = [
-    "REQUESTED_SCENES",
-    "GeneratedVideo",
-    "SegmentsConfig",
-    "count_segments",
-    "evaluate_segments",
-    "read_generated",
-    "summarise_segments",
-]

@@ -24,15 +24,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
 from tav_pipeline.cuts import CutResult
 from tav_pipeline.detectors import TransitionDetector, detect, detector_from_cuts, detector_type
 from tav_pipeline.errors import BadVideoError, ConfigError, MissingAssetError, RecordError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +163,8 @@ TEXT_COLUMNS = {"model": str, "checkpoint": str, "group": str, "path": str, "pro
 
 def read_segments(path: str | Path) -> pd.DataFrame:
     """A ``segments.csv`` as :func:`evaluate_segments` wrote it (cut lists stay text)."""
+    import pandas as pd
+
     table = pd.read_csv(path, dtype=TEXT_COLUMNS)
     return table.fillna({k: "" for k in ("reason", "cut_frames", "cut_times")})
 
@@ -204,6 +208,8 @@ def count_segments(video: GeneratedVideo, config: SegmentsConfig = SegmentsConfi
 
 def evaluate_segments(videos: Sequence[GeneratedVideo], config: SegmentsConfig = SegmentsConfig(), *, progress: bool = True) -> pd.DataFrame:
     """:func:`count_segments` for each video; one row per video (:data:`PER_VIDEO_COLUMNS`)."""
+    import pandas as pd
+
     rows = [count_segments(v, config) for v in tqdm(videos, desc="segments", unit="video", disable=not progress, mininterval=1.0)]
     table = pd.DataFrame(rows, columns=PER_VIDEO_COLUMNS)
     return table
@@ -219,6 +225,8 @@ def summarise_segments(per_video: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, checkpoint, group): ``average_segments`` (the paper's metric, over
     readable videos), ``exact_count_accuracy`` (share of videos with exactly the requested number
     of scenes), ``share_with_cut`` and the mean ``first_cut_position`` of videos with a cut."""
+    import pandas as pd
+
     rows = []
     for (model, checkpoint, group), part in per_video.groupby(KEYS, sort=False):
         ok = part[part["status"] == "ok"]

@@ -37,9 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from tav_pipeline.config import check_keys
 from tav_pipeline.devices import resolve_device
@@ -52,6 +50,9 @@ from tav_pipeline.metrics.vbench_weights import (
     Weights,
     check_weights,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,8 @@ def evaluate_videos(
         MissingAssetError: a weight file is missing (see :func:`check_weights`).
         ConfigError: see :func:`import_vbench`.
     """
+    import pandas as pd
+
     if not videos:
         raise ConfigError("evaluate.vbench", "no videos to score")
     dims = config.ordered_dimensions()
