@@ -380,14 +380,14 @@ def test_slurm_outputs_are_the_local_runs(runs: Runs) -> None:
 def test_training_on_two_gpus_gets_two_from_slurm_and_runs_two_processes(
     runs: Runs, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """train.num_gpus: 2 in a copy of the SLURM run: the epoch-1 job asks SLURM for gres
+    """train.num_gpus: 2 in a copy of the SLURM run: the first epoch's job asks SLURM for gres
     gpu:h200:2, is granted both (and a CPU per process), and trains in two DeepSpeed ZeRO-2
     processes (on the node's CPUs), which save one optimizer partition each."""
     work = tmp_path_factory.mktemp("slurm-2gpu") / "run"
     shutil.copytree(runs.slurm, work, symlinks=True)
     (work / "gpus2.yaml").write_text("train:\n  num_gpus: 2\n")  # nested --config values arrive as strings
     before = {j.job_id for j in sacct_jobs()}
-    epoch = work / "results" / "checkpoints" / "tiny_cogvideox" / "epoch_1"
+    epoch = work / "results" / "checkpoints" / "tiny_cogvideox" / "epoch_5"  # the demo's first epoch
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAV_SLURM_")}
     run(
         SNAKEMAKE + ["--profile", "profiles/demo", "--profile", "profiles/slurm",
