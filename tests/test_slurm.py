@@ -403,6 +403,8 @@ def test_training_on_two_gpus_gets_two_from_slurm_and_runs_two_processes(
     shown = subprocess.run(["scontrol", "show", "job", job.job_id], capture_output=True, text=True, check=True).stdout
     assert "TresPerNode=gres:gpu:h200:2" in shown, shown
     state = json.loads((epoch / "train_state.json").read_text())
-    assert (state["num_processes"], state["global_step"]) == (2, 2)  # 4 clips, global batch 2
+    # the first epoch is 5 passes over the train clips at a global batch of 2
+    train = sum(1 for item in json.loads((work / "results" / "tav.json").read_text())["items"] if item["split"] == "train")
+    assert (state["num_processes"], state["global_step"]) == (2, train * 5 // 2)
     partitions = sorted(p.name for p in (epoch / "pytorch_model").glob("zero_pp_rank_*"))
     assert partitions == [f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)]
