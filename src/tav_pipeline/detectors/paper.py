@@ -20,8 +20,9 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+import cv2
 import numpy as np
 
 from tav_pipeline.config import check_keys
@@ -29,9 +30,6 @@ from tav_pipeline.cuts import Cut, CutResult
 from tav_pipeline.detectors import Decoding, TransitionDetector, detect, modes
 from tav_pipeline.errors import ConfigError
 from tav_pipeline.video import Resize, seconds
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +50,6 @@ class Components(NamedTuple):
 
 def hsv_components(hsv: np.ndarray, previous: np.ndarray) -> Components:
     """Per-channel mean absolute difference between two 8-bit HSV frames of the same size."""
-    import cv2
-
     # cv2.mean of the absolute difference gives the three channel means in one pass.
     means = cv2.mean(cv2.absdiff(hsv, previous))[:3]
     return Components(float(means[0]), float(means[1]), float(means[2]))
@@ -203,8 +199,6 @@ class HsvCutDetector(TransitionDetector):
     def process_frame(self, index: int, time: float, bgr: np.ndarray) -> list[Cut]:
         """Feed the next BGR frame; returns the cuts emitted now (each at the first frame of a new
         scene, possibly an earlier frame's under the ``merge`` filter)."""
-        import cv2
-
         emitted = self.process_hsv(index, cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV))
         s = self.last_score
         self._times[index] = time

@@ -169,11 +169,14 @@ def read_segments(path: str | Path) -> pd.DataFrame:
     return table.fillna({k: "" for k in ("reason", "cut_frames", "cut_times")})
 
 
-def count_segments(video: GeneratedVideo, config: SegmentsConfig = SegmentsConfig()) -> dict[str, Any]:
+def count_segments(video: GeneratedVideo, config: SegmentsConfig | None = None) -> dict[str, Any]:
     """Scenes in one generated video, with its cuts; a row of :data:`PER_VIDEO_COLUMNS`.
+    ``config`` defaults to ``SegmentsConfig()`` (built per call: a default argument would build
+    a detector when this module is imported).
 
     An unusable video gives ``status: rejected``, the :class:`BadVideoError` reason and no counts.
     """
+    config = config or SegmentsConfig()
     requested = config.requested(video.group)
     row: dict[str, Any] = {
         "model": video.model, "checkpoint": video.checkpoint, "group": video.group, "index": video.index,
@@ -206,9 +209,11 @@ def count_segments(video: GeneratedVideo, config: SegmentsConfig = SegmentsConfi
     return row
 
 
-def evaluate_segments(videos: Sequence[GeneratedVideo], config: SegmentsConfig = SegmentsConfig(), *, progress: bool = True) -> pd.DataFrame:
+def evaluate_segments(videos: Sequence[GeneratedVideo], config: SegmentsConfig | None = None, *, progress: bool = True) -> pd.DataFrame:
     """:func:`count_segments` for each video; one row per video (:data:`PER_VIDEO_COLUMNS`)."""
     import pandas as pd
+
+    config = config or SegmentsConfig()
 
     rows = [count_segments(v, config) for v in tqdm(videos, desc="segments", unit="video", disable=not progress, mininterval=1.0)]
     table = pd.DataFrame(rows, columns=PER_VIDEO_COLUMNS)

@@ -85,6 +85,12 @@ class Family:
     transformer_class: str = ""
     transformer_subfolder: str = "transformer"
     temporal_compression: int = 4
+    vae_spatial: int = 8
+
+    def latent_frames(self, num_frames: int) -> int:
+        """Latent frames the VAE makes of ``num_frames`` video frames (the first frame alone, then
+        ``temporal_compression`` frames each)."""
+        return (num_frames - 1) // self.temporal_compression + 1
 
     def load_transformer(self, pretrained: str, revision: str = "main") -> Any:
         return self.transformer_cls().from_pretrained(
@@ -143,7 +149,6 @@ class CogVideoX(Family):
 
     pipeline_class = "CogVideoXPipeline"
     transformer_class = "CogVideoXTransformer3DModel"
-    vae_spatial = 8
 
     def load_scheduler(self, pretrained: str, revision: str = "main") -> Any:
         return _diffusers().CogVideoXDDIMScheduler.from_pretrained(pretrained, subfolder="scheduler", revision=revision)
@@ -227,7 +232,7 @@ class CogVideoX(Family):
         return out  # type: ignore[no-any-return]
 
     def check_shape(self, transformer_config: Any, num_frames: int, height: int, width: int) -> None:
-        latent_frames = (num_frames - 1) // self.temporal_compression + 1
+        latent_frames = self.latent_frames(num_frames)
         p_t = transformer_config.patch_size_t
         if p_t and latent_frames % p_t:
             raise ConfigError(

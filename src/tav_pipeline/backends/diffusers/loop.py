@@ -373,9 +373,8 @@ def probe_step_memory(cfg: TrainConfig, family: Any, transformer: Any, device: A
     from tav_pipeline.backends.diffusers.latents import max_sequence_length
 
     config = transformer.config
-    frames = (cfg.num_frames - 1) // family.temporal_compression + 1
-    spatial = getattr(family, "vae_spatial", 8)
-    shape = (cfg.batch_size, frames, config.in_channels, cfg.height // spatial, cfg.width // spatial)
+    spatial = family.vae_spatial
+    shape = (cfg.batch_size, family.latent_frames(cfg.num_frames), config.in_channels, cfg.height // spatial, cfg.width // spatial)
     text = (cfg.batch_size, max_sequence_length(cfg, config), config.text_embed_dim)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision)
     transformer.to(device)
